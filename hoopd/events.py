@@ -1,0 +1,110 @@
+"""Typed, protocol-neutral command events: what the pipeline sees.
+
+Codecs decode wire messages; protocol engines turn the messages that carry a
+command into these events, so the pipeline (identity, policy, approval, recording)
+never needs to know which protocol a command came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SqlClassification:
+    """What PostgreSQL will do with a piece of SQL text, as far as the text tells.
+
+    ``kinds`` holds one or more statement kinds (see docs/classification.md for the
+    vocabulary: ``select``, ``insert``, ``update``, ``delete``, ``copy-in``, ``ddl``,
+    ``drop``, ``do-block``, ``explain-analyze-write``, ...). Table names are
+    schema-qualified as written (``public.t`` stays ``public.t``, ``t`` stays ``t``).
+    ``parse_error`` is set when the text is not valid SQL for PostgreSQL's grammar;
+    then ``kinds`` is ``{"unparseable"}`` so policy can fail closed on it.
+    ``opaque`` is set when the text parses but its effect cannot be known from it
+    (for example ``EXECUTE`` of a statement prepared in an earlier string).
+    """
+
+    kinds: frozenset[str]
+    tables_read: frozenset[str] = frozenset()
+    tables_written: frozenset[str] = frozenset()
+    functions: frozenset[str] = frozenset()
+    statement_count: int = 1
+    where_absent: bool = False
+    opaque: bool = False
+    parse_error: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """A plain-dict form with sorted lists, stable for recording and JSON output."""
+        record: dict[str, Any] = {
+            "kinds": sorted(self.kinds),
+            "tables_read": sorted(self.tables_read),
+            "tables_written": sorted(self.tables_written),
+            "functions": sorted(self.functions),
+            "statement_count": self.statement_count,
+        }
+        if self.where_absent:
+            record["where_absent"] = True
+        if self.opaque:
+            record["opaque"] = True
+        if self.parse_error is not None:
+            record["parse_error"] = self.parse_error
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class SqlStatement:
+    """One SQL command about to be sent to a target.
+
+    ``origin`` says how it travels: ``"query"`` (simple protocol, possibly several
+    statements), ``"execute"`` (an extended-protocol Execute of a named or unnamed
+    portal), or ``"function-call"`` (the legacy FunctionCall message).
+    ``params`` are the bound parameter values: ``str`` for text format, ``bytes``
+    for binary format, ``None`` for NULL.
+    """
+
+    sql: str
+    classification: SqlClassification
+    origin: str = "query"
+    params: tuple[str | bytes | None, ...] = ()
+    statement_name: str | None = None
+    portal_name: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "sql": self.sql,
+            "origin": self.origin,
+            "classification": self.classification.to_record(),
+        }
+        if self.params:
+            record["params"] = list(self.params)
+        if self.statement_name:
+            record["statement_name"] = self.statement_name
+        if self.portal_name:
+            record["portal_name"] = self.portal_name
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """How the target answered one command.
+
+    ``tag`` is the command tag (``SELECT 3``, ``INSERT 0 1``); ``rows`` the row count
+    it reports, when it reports one; ``error`` the error fields by name
+    (``severity``, ``code``, ``message``, ``detail``, ...) when the command failed.
+    """
+
+    tag: str | None = None
+    rows: int | None = None
+    error: dict[str, str] | None = None
+    notices: tuple[dict[str, str], ...] = field(default=())
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        if self.tag is not None:
+            record["tag"] = self.tag
+        if self.rows is not None:
+            record["rows"] = self.rows
+        if self.error is not None:
+            record["error"] = self.error
+        return record
