@@ -1,0 +1,381 @@
+"""Sans-IO PostgreSQL wire-protocol codec (protocol 3.0).
+
+Theory of operation
+-------------------
+One ``PostgresCodec`` stands on each leg of a proxied connection:
+
+* ``Role.SERVER`` faces a client: it decodes frontend messages and encodes backend
+  ones. It starts in the *startup* phase, where messages have no tag byte
+  (SSLRequest, GSSENCRequest, CancelRequest, StartupMessage); decoding a
+  StartupMessage moves it to the *typed* phase; a CancelRequest ends the stream.
+* ``Role.CLIENT`` faces a server: it decodes backend messages and encodes frontend
+  ones. Sending an SSLRequest makes it expect the server's one-byte answer
+  (``SSLResponse``) before anything else.
+
+Feed bytes with ``receive_data`` (``b""`` is end of stream), then call
+``next_event`` until it returns ``NEED_DATA``. The codec buffers at most one
+incomplete message (bounded by ``max_message_size``) plus the unparsed rest of the
+last chunk, and never copies a large message more than once.
+
+Forwarding without re-encoding: ``take_consumed()`` returns the exact bytes of
+every message decoded since the previous call — when a chunk held only whole
+messages, that is the very ``bytes`` object that was received. A proxy that
+leaves messages unchanged forwards those bytes; one that replaces a message calls
+``take_consumed()`` before decoding it, then ``drop_consumed()`` after.
+
+Bad peer input raises ``ProtocolError`` (with the SQLSTATE to answer with), and
+nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from hoopd.codec import NEED_DATA, LocalProtocolError, NeedData, ProtocolError
+
+from . import backend as be
+from . import frontend as fe
+from . import wire
+from .bidirectional import CopyData, CopyDone, Unknown
+
+DEFAULT_MAX_MESSAGE_SIZE: Final = 128 * 1024 * 1024
+MAX_STARTUP_PACKET: Final = 10_000  # what PostgreSQL itself accepts
+
+
+class Role(enum.Enum):
+    SERVER = "server"  # we face a client
+    CLIENT = "client"  # we face a server
+
+
+class _Phase(enum.Enum):
+    STARTUP = "startup"
+    TYPED = "typed"
+    AWAIT_SSL_RESPONSE = "await-ssl-response"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class SSLResponse:
+    """The server's one-byte answer to an SSLRequest."""
+
+    accepted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The peer closed its side cleanly, between messages."""
+
+
+CONNECTION_CLOSED: Final = ConnectionClosed()
+
+FrontendMessage = (
+    fe.SSLRequest
+    | fe.GSSENCRequest
+    | fe.CancelRequest
+    | fe.StartupMessage
+    | fe.PasswordMessage
+    | fe.Query
+    | fe.Parse
+    | fe.Bind
+    | fe.Execute
+    | fe.Describe
+    | fe.Close
+    | fe.Sync
+    | fe.Flush
+    | fe.Terminate
+    | fe.FunctionCall
+    | fe.CopyFail
+    | CopyData
+    | CopyDone
+)
+
+BackendMessage = (
+    be.Authentication
+    | be.BackendKeyData
+    | be.ParameterStatus
+    | be.ReadyForQuery
+    | be.RowDescription
+    | be.DataRow
+    | be.CommandComplete
+    | be.ErrorResponse
+    | be.NoticeResponse
+    | be.NotificationResponse
+    | be.ParameterDescription
+    | be.CopyResponse
+    | be.FunctionCallResponse
+    | be.NegotiateProtocolVersion
+    | be.EmptyQueryResponse
+    | be.ParseComplete
+    | be.BindComplete
+    | be.CloseComplete
+    | be.NoData
+    | be.PortalSuspended
+    | CopyData
+    | CopyDone
+    | Unknown
+    | SSLResponse
+)
+
+Message = FrontendMessage | BackendMessage
+Event = Message | NeedData | ConnectionClosed
+
+_FRONTEND_DECODERS: dict[bytes, Callable[[bytes], FrontendMessage]] = {
+    cls.TAG: cls.decode
+    for cls in (
+        fe.PasswordMessage,
+        fe.Query,
+        fe.Parse,
+        fe.Bind,
+        fe.Execute,
+        fe.Describe,
+        fe.Close,
+        fe.Sync,
+        fe.Flush,
+        fe.Terminate,
+        fe.FunctionCall,
+        fe.CopyFail,
+        CopyData,
+        CopyDone,
+    )
+}
+
+_BACKEND_DECODERS: dict[bytes, Callable[[bytes], BackendMessage]] = {
+    cls.TAG: cls.decode
+    for cls in (
+        be.Authentication,
+        be.BackendKeyData,
+        be.ParameterStatus,
+        be.ReadyForQuery,
+        be.RowDescription,
+        be.DataRow,
+        be.CommandComplete,
+        be.ErrorResponse,
+        be.NoticeResponse,
+        be.NotificationResponse,
+        be.ParameterDescription,
+        be.FunctionCallResponse,
+        be.NegotiateProtocolVersion,
+        be.EmptyQueryResponse,
+        be.ParseComplete,
+        be.BindComplete,
+        be.CloseComplete,
+        be.NoData,
+        be.PortalSuspended,
+        CopyData,
+        CopyDone,
+    )
+}
+
+
+def _copy_response_decoder(tag: bytes) -> Callable[[bytes], BackendMessage]:
+    def decode(body: bytes) -> BackendMessage:
+        return be.CopyResponse.decode_tagged(tag, body)
+
+    return decode
+
+
+for _copy_tag in (b"G", b"H", b"W"):
+    _BACKEND_DECODERS[_copy_tag] = _copy_response_decoder(_copy_tag)
+
+_BACKEND_TYPES = (
+    be.Authentication,
+    be.BackendKeyData,
+    be.ParameterStatus,
+    be.ReadyForQuery,
+    be.RowDescription,
+    be.DataRow,
+    be.CommandComplete,
+    be.ErrorResponse,
+    be.NoticeResponse,
+    be.NotificationResponse,
+    be.ParameterDescription,
+    be.CopyResponse,
+    be.FunctionCallResponse,
+    be.NegotiateProtocolVersion,
+    be.EmptyQueryResponse,
+    be.ParseComplete,
+    be.BindComplete,
+    be.CloseComplete,
+    be.NoData,
+    be.PortalSuspended,
+    CopyData,
+    CopyDone,
+    Unknown,
+)
+
+
+class PostgresCodec:
+    """One leg of a PostgreSQL connection; see the module docstring."""
+
+    def __init__(self, role: Role, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self.role = role
+        self.max_message_size = max_message_size
+        self._phase = _Phase.STARTUP if role is Role.SERVER else _Phase.TYPED
+        self._buf = b""
+        self._pos = 0  # start of the first undecoded byte in _buf
+        self._mark = 0  # start of decoded bytes not yet handed out by take_consumed
+        self._pending: list[bytes] = []  # chunks received after _buf, not yet joined
+        self._pending_len = 0
+        self._eof = False
+
+    # ----------------------------------------------------------------- input
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the peer; ``b""`` means the peer closed its side."""
+        if not data:
+            self._eof = True
+            return
+        if self._pos == len(self._buf) and self._mark == self._pos and not self._pending:
+            self._buf, self._pos, self._mark = data, 0, 0
+        else:
+            self._pending.append(data)
+            self._pending_len += len(data)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet decoded."""
+        return len(self._buf) - self._pos + self._pending_len
+
+    def next_event(self) -> Event:
+        """The next complete message, ``NEED_DATA``, or ``CONNECTION_CLOSED``.
+
+        Raises ``ProtocolError`` on malformed or oversized input, or on a close in
+        the middle of a message.
+        """
+        if self._phase is _Phase.AWAIT_SSL_RESPONSE:
+            return self._next_ssl_response()
+        if self._phase is _Phase.ENDED:
+            if self.buffered:
+                raise ProtocolError("unexpected data after a cancel request")
+            return CONNECTION_CLOSED if self._eof else NEED_DATA
+        typed = self._phase is _Phase.TYPED
+        header = 5 if typed else 4
+        if len(self._buf) - self._pos < header and not self._join_if_available(header):
+            return self._end_of_input()
+        pos = self._pos
+        buf = self._buf
+        if typed:
+            tag = buf[pos : pos + 1]
+            length = wire.UINT32.unpack_from(buf, pos + 1)[0]
+            end = pos + 1 + length
+            limit = self.max_message_size
+        else:
+            length = wire.UINT32.unpack_from(buf, pos)[0]
+            end = pos + length
+            limit = MAX_STARTUP_PACKET
+        if length < 4 or (not typed and length < 8):
+            raise ProtocolError("invalid message length")
+        if length > limit:
+            raise ProtocolError(
+                f"message of {length} bytes exceeds the gateway's limit of {limit} bytes",
+                "54000",
+            )
+        if end > len(buf):
+            if not self._join_if_available(end - pos):
+                return self._end_of_input()
+            buf = self._buf
+            pos = self._pos
+            end = pos + (1 + length if typed else length)
+        self._pos = end
+        if typed:
+            return self._decode_typed(tag, buf[pos + 5 : end])
+        return self._decode_startup(buf[pos + 4 : end])
+
+    def _join_if_available(self, needed: int) -> bool:
+        """Make ``needed`` bytes from _pos contiguous in _buf, if that many arrived."""
+        if len(self._buf) - self._pos + self._pending_len < needed:
+            return False
+        self._buf = self._buf[self._mark :] + b"".join(self._pending)
+        self._pos -= self._mark
+        self._mark = 0
+        self._pending.clear()
+        self._pending_len = 0
+        return True
+
+    def _end_of_input(self) -> NeedData | ConnectionClosed:
+        if not self._eof:
+            return NEED_DATA
+        if self.buffered:
+            raise ProtocolError("connection closed in the middle of a message")
+        return CONNECTION_CLOSED
+
+    def _decode_typed(self, tag: bytes, body: bytes) -> Message:
+        if self.role is Role.SERVER:
+            decoder = _FRONTEND_DECODERS.get(tag)
+            if decoder is None:
+                raise ProtocolError(f"invalid frontend message type {tag!r}")
+            return decoder(body)
+        backend_decoder = _BACKEND_DECODERS.get(tag)
+        if backend_decoder is None:
+            return Unknown(tag, body)
+        return backend_decoder(body)
+
+    def _decode_startup(self, body: bytes) -> FrontendMessage:
+        message = fe.decode_startup(body)
+        if isinstance(message, fe.StartupMessage):
+            self._phase = _Phase.TYPED
+        elif isinstance(message, fe.CancelRequest):
+            self._phase = _Phase.ENDED
+        elif self.buffered:
+            # The client must wait for our one-byte answer; bytes sent before it
+            # would otherwise be read as if they had come over the encrypted channel.
+            raise ProtocolError("unexpected data after an encryption request")
+        return message
+
+    def _next_ssl_response(self) -> SSLResponse | NeedData | ConnectionClosed:
+        if len(self._buf) - self._pos < 1 and not self._join_if_available(1):
+            return self._end_of_input()
+        answer = self._buf[self._pos : self._pos + 1]
+        self._pos += 1
+        if answer not in (b"S", b"N"):
+            raise ProtocolError(f"invalid answer to SSL request: {answer!r}")
+        if self.buffered:
+            raise ProtocolError("unexpected data after the server's answer to an SSL request")
+        self._phase = _Phase.TYPED
+        return SSLResponse(answer == b"S")
+
+    # ------------------------------------------------------------ forwarding
+
+    def take_consumed(self) -> bytes:
+        """The exact bytes of the messages decoded since the last call."""
+        if self._mark == 0 and self._pos == len(self._buf):
+            taken = self._buf
+        else:
+            taken = self._buf[self._mark : self._pos]
+        self._mark = self._pos
+        if self._pos == len(self._buf) and not self._pending:
+            self._buf, self._pos, self._mark = b"", 0, 0
+        return taken
+
+    def drop_consumed(self) -> None:
+        """Forget the bytes of the messages decoded since the last take (they were replaced)."""
+        self._mark = self._pos
+
+    # ---------------------------------------------------------------- output
+
+    def send(self, message: Message) -> bytes:
+        """Encode a message for the peer this codec faces.
+
+        Raises ``LocalProtocolError`` for a message that travels the other way.
+        """
+        if self.role is Role.SERVER:
+            if not isinstance(message, _BACKEND_TYPES):
+                raise LocalProtocolError(f"a server does not send {type(message).__name__}")
+            return message.encode()
+        if isinstance(message, (SSLResponse, *_BACKEND_TYPES)) and not isinstance(
+            message, (CopyData, CopyDone)
+        ):
+            raise LocalProtocolError(f"a client does not send {type(message).__name__}")
+        assert not isinstance(message, SSLResponse)
+        if isinstance(message, fe.SSLRequest):
+            self._phase = _Phase.AWAIT_SSL_RESPONSE
+        return message.encode()
+
+    def send_ssl_response(self, accepted: bool) -> bytes:
+        """The one-byte answer (server role) to an SSLRequest or GSSENCRequest."""
+        if self.role is not Role.SERVER:
+            raise LocalProtocolError("only a server answers an encryption request")
+        return b"S" if accepted else b"N"
