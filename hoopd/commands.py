@@ -10,6 +10,15 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from hoopd import demo, serve_cli
+from hoopd.identity import cli as token_cli
+from hoopd.recording import cli as recording_cli
+
 Registrar = Callable[["argparse._SubParsersAction[Any]"], None]
 
-REGISTRARS: list[Registrar] = []
+REGISTRARS: tuple[Registrar, ...] = (
+    serve_cli.register,
+    demo.register,
+    recording_cli.register,
+    token_cli.register,
+)

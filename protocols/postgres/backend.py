@@ -191,7 +191,11 @@ class CommandComplete:
     def row_count(self) -> int | None:
         """The trailing number of tags like ``SELECT 5`` or ``INSERT 0 3``, if any."""
         last = self.tag.rsplit(" ", 1)[-1]
-        return int(last) if last.isdigit() and " " in self.tag else None
+        # A count is the ASCII digits of a 64-bit number: isdigit() alone also accepts
+        # characters such as "²" that int() rejects, and int() refuses over 4300 digits.
+        if " " in self.tag and last.isascii() and last.isdigit() and len(last) <= 20:
+            return int(last)
+        return None
 
     def encode(self) -> bytes:
         return wire.frame(self.TAG, wire.cstring(self.tag))

@@ -220,6 +220,8 @@ class PostgresCodec:
         self._pending: list[bytes] = []  # chunks received after _buf, not yet joined
         self._pending_len = 0
         self._eof = False
+        # The byte that accepts the latest encryption request: "S" for SSL, "G" for GSSAPI.
+        self._accept_byte = b"S"
 
     # ----------------------------------------------------------------- input
 
@@ -319,10 +321,12 @@ class PostgresCodec:
             self._phase = _Phase.TYPED
         elif isinstance(message, fe.CancelRequest):
             self._phase = _Phase.ENDED
-        elif self.buffered:
-            # The client must wait for our one-byte answer; bytes sent before it
-            # would otherwise be read as if they had come over the encrypted channel.
-            raise ProtocolError("unexpected data after an encryption request")
+        else:
+            self._accept_byte = b"G" if isinstance(message, fe.GSSENCRequest) else b"S"
+            if self.buffered:
+                # The client must wait for our one-byte answer; bytes sent before it
+                # would otherwise be read as if they had come over the encrypted channel.
+                raise ProtocolError("unexpected data after an encryption request")
         return message
 
     def _next_ssl_response(self) -> SSLResponse | NeedData | ConnectionClosed:
@@ -330,12 +334,12 @@ class PostgresCodec:
             return self._end_of_input()
         answer = self._buf[self._pos : self._pos + 1]
         self._pos += 1
-        if answer not in (b"S", b"N"):
-            raise ProtocolError(f"invalid answer to SSL request: {answer!r}")
+        if answer not in (self._accept_byte, b"N"):
+            raise ProtocolError(f"invalid answer to an encryption request: {answer!r}")
         if self.buffered:
             raise ProtocolError("unexpected data after the server's answer to an SSL request")
         self._phase = _Phase.TYPED
-        return SSLResponse(answer == b"S")
+        return SSLResponse(answer == self._accept_byte)
 
     # ------------------------------------------------------------ forwarding
 
@@ -370,12 +374,14 @@ class PostgresCodec:
         ):
             raise LocalProtocolError(f"a client does not send {type(message).__name__}")
         assert not isinstance(message, SSLResponse)
-        if isinstance(message, fe.SSLRequest):
+        if isinstance(message, (fe.SSLRequest, fe.GSSENCRequest)):
+            # GSSENCRequest is answered the same way, with "G" instead of "S".
             self._phase = _Phase.AWAIT_SSL_RESPONSE
+            self._accept_byte = b"G" if isinstance(message, fe.GSSENCRequest) else b"S"
         return message.encode()
 
     def send_ssl_response(self, accepted: bool) -> bytes:
         """The one-byte answer (server role) to an SSLRequest or GSSENCRequest."""
         if self.role is not Role.SERVER:
             raise LocalProtocolError("only a server answers an encryption request")
-        return b"S" if accepted else b"N"
+        return self._accept_byte if accepted else b"N"

@@ -196,9 +196,7 @@ class Bind:
         portal, offset = wire.read_cstring(body, 0)
         statement, offset = wire.read_cstring(body, offset)
         param_formats, offset = wire.read_int16_array(body, offset)
-        count, offset = wire.read_int16(body, offset)
-        if count < 0:
-            raise ProtocolError("negative parameter count in Bind")
+        count, offset = wire.read_uint16(body, offset)  # unsigned: up to 65535 parameters
         if len(param_formats) > 1 and len(param_formats) != count:
             raise ProtocolError("Bind has a parameter format count that matches no parameters")
         params = []
@@ -214,7 +212,7 @@ class Bind:
             wire.cstring(self.portal),
             wire.cstring(self.statement),
             wire.int16_array(self.param_formats),
-            wire.INT16.pack(len(self.params)),
+            wire.UINT16.pack(len(self.params)),
         ]
         parts.extend(wire.nullable_bytes(value) for value in self.params)
         parts.append(wire.int16_array(self.result_formats))
@@ -288,9 +286,7 @@ class FunctionCall:
     def decode(cls, body: bytes) -> FunctionCall:
         oid, offset = wire.read_uint32(body, 0)
         arg_formats, offset = wire.read_int16_array(body, offset)
-        count, offset = wire.read_int16(body, offset)
-        if count < 0:
-            raise ProtocolError("negative argument count in FunctionCall")
+        count, offset = wire.read_uint16(body, offset)
         args = []
         for _ in range(count):
             value, offset = wire.read_nullable_bytes(body, offset)
@@ -303,7 +299,7 @@ class FunctionCall:
         parts = [
             wire.UINT32.pack(self.function_oid),
             wire.int16_array(self.arg_formats),
-            wire.INT16.pack(len(self.args)),
+            wire.UINT16.pack(len(self.args)),
         ]
         parts.extend(wire.nullable_bytes(value) for value in self.args)
         parts.append(wire.INT16.pack(self.result_format))

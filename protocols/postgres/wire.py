@@ -65,16 +65,16 @@ def read_nullable_bytes(body: bytes, offset: int) -> tuple[bytes | None, int]:
 
 
 def read_int16_array(body: bytes, offset: int) -> tuple[tuple[int, ...], int]:
-    count, offset = read_int16(body, offset)
-    if count < 0 or offset + 2 * count > len(body):
+    count, offset = read_uint16(body, offset)  # counts are unsigned: up to 65535 elements
+    if offset + 2 * count > len(body):
         raise ProtocolError("bad array length in message")
     values = struct.unpack_from(f"!{count}h", body, offset)
     return values, offset + 2 * count
 
 
 def read_uint32_array(body: bytes, offset: int) -> tuple[tuple[int, ...], int]:
-    count, offset = read_int16(body, offset)
-    if count < 0 or offset + 4 * count > len(body):
+    count, offset = read_uint16(body, offset)
+    if offset + 4 * count > len(body):
         raise ProtocolError("bad array length in message")
     values = struct.unpack_from(f"!{count}I", body, offset)
     return values, offset + 4 * count
@@ -99,11 +99,11 @@ def nullable_bytes(value: bytes | None) -> bytes:
 
 
 def int16_array(values: tuple[int, ...]) -> bytes:
-    return INT16.pack(len(values)) + struct.pack(f"!{len(values)}h", *values)
+    return UINT16.pack(len(values)) + struct.pack(f"!{len(values)}h", *values)
 
 
 def uint32_array(values: tuple[int, ...]) -> bytes:
-    return INT16.pack(len(values)) + struct.pack(f"!{len(values)}I", *values)
+    return UINT16.pack(len(values)) + struct.pack(f"!{len(values)}I", *values)
 
 
 def frame(tag: bytes, body: bytes) -> bytes:

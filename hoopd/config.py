@@ -1,0 +1,603 @@
+"""The gateway's configuration file: loading, validation, and the typed, immutable
+form the rest of hoopd reads.
+
+Guarantees:
+
+* :func:`load_config` and :func:`config_from_dict` either return a complete, valid
+  :class:`GatewayConfig` or raise :class:`ConfigError` listing *every* problem found,
+  one per line, each as ``<file>: <key path>: <what is wrong>``.
+* Unknown keys are refused at every level, so a misspelt key is never silently ignored.
+* Relative paths are resolved against the directory of the configuration file.
+* Secret values are not read while loading and never appear in a message or ``repr``;
+  :func:`check_secrets` checks at start that each one can be read, and
+  :meth:`SecretRef.resolve` reads it afresh at dial time so rotation needs no restart.
+
+docs/configuration.md documents every key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Literal, cast
+
+KNOWN_PROTOCOLS: Final[frozenset[str]] = frozenset({"postgres"})
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+DURABILITIES: Final = ("process-crash", "power-loss")
+TARGET_TLS_MODES: Final = ("disable", "require", "verify-full")
+
+Durability = Literal["process-crash", "power-loss"]
+TargetTLS = Literal["disable", "require", "verify-full"]
+
+# A secret file is small; the cap stops a mistaken path such as /dev/zero hanging a dial.
+_MAX_SECRET_FILE_BYTES: Final = 64 * 1024
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]+")
+_SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used.
+
+    ``problems`` holds one complete message per problem; ``str()`` joins them with
+    newlines. Messages never contain a secret value.
+    """
+
+    def __init__(self, problems: str | Sequence[str]) -> None:
+        self.problems: tuple[str, ...] = (
+            (problems,) if isinstance(problems, str) else tuple(problems)
+        )
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SecretRef:
+    """Where a target credential lives: an environment variable or a file.
+
+    ``where`` names the key the reference came from (for messages only). The value is
+    read by :meth:`resolve`, never stored here.
+    """
+
+    env: str | None = None
+    file: Path | None = None
+    where: str = field(default="secret", compare=False)
+
+    def resolve(self) -> str:
+        """Read the secret now; a file's trailing newlines are stripped.
+
+        Raises :class:`ConfigError` naming the key and the variable or file (never the
+        value) when it is unset, unreadable or empty.
+        """
+        if self.env is not None:
+            origin = f"environment variable {self.env}"
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"{self.where}: {origin} is not set")
+        elif self.file is not None:
+            origin = f"file {self.file}"
+            value = self._read_file(origin)
+        else:
+            raise ConfigError(f"{self.where}: names neither env nor file")
+        if not value:
+            raise ConfigError(f"{self.where}: {origin} is empty")
+        return value
+
+    def _read_file(self, origin: str) -> str:
+        assert self.file is not None
+        # `from None` everywhere: a chained exception could carry the bytes read.
+        try:
+            with self.file.open("rb") as f:
+                raw = f.read(_MAX_SECRET_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{self.where}: cannot read {origin}: {exc.strerror}") from None
+        if len(raw) > _MAX_SECRET_FILE_BYTES:
+            raise ConfigError(f"{self.where}: {origin} is larger than 64 KiB") from None
+        try:
+            return raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{self.where}: {origin} is not valid UTF-8") from None
+
+    def __repr__(self) -> str:
+        source = f"env={self.env!r}" if self.env is not None else f"file={str(self.file)!r}"
+        return f"SecretRef({source})"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetConfig:
+    """The system a connection leads to, and the credential hoopd presents to it."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+    secret: SecretRef
+    tls: TargetTLS = "require"
+    ca_file: Path | None = None
+    server_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfig:
+    """A named route: clients reach ``listen_host:listen_port``, select it by ``name``."""
+
+    name: str
+    protocol: str
+    listen_host: str
+    listen_port: int
+    # Kept as a read-only copy; left out of the hash (a mapping has none) but compared.
+    labels: Mapping[str, str] = field(hash=False)
+    target: TargetConfig
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return (self.listen_host, self.listen_port)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    """A static API token: who it stands for, and the SHA-256 (hex) of the token."""
+
+    identity: str
+    groups: tuple[str, ...]
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTLSConfig:
+    """TLS for the client leg; no files means a generated self-signed certificate."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    allow_plaintext_on_loopback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    durability: Durability = "process-crash"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The whole configuration; ``source`` is the file it came from (used in messages)."""
+
+    source: Path
+    data_dir: Path
+    log_level: str
+    startup_timeout_seconds: float
+    auth_failure_delay_seconds: float
+    connect_timeout_seconds: float
+    max_message_bytes: int
+    client_tls: ClientTLSConfig
+    recording: RecordingConfig
+    tokens: tuple[TokenConfig, ...]
+    connections: tuple[ConnectionConfig, ...]
+
+
+def load_config(path: Path | str, *, protocols: Set[str] = KNOWN_PROTOCOLS) -> GatewayConfig:
+    """Read and validate a TOML configuration file (secrets are not read: see
+    :func:`check_secrets`)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return config_from_dict(data, path, protocols=protocols)
+
+
+def check_secrets(cfg: GatewayConfig) -> list[str]:
+    """The start-time check of what is otherwise read only at dial time.
+
+    Returns one message per problem (empty when all is well): each target's secret
+    must resolve, and each ``ca_file`` must be readable. Values are never included.
+    """
+    problems: list[str] = []
+    for i, conn in enumerate(cfg.connections):
+        try:
+            conn.target.secret.resolve()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        ca_file = conn.target.ca_file
+        if ca_file is not None and not (ca_file.is_file() and os.access(ca_file, os.R_OK)):
+            problems.append(f"{cfg.source}: connections[{i}].target.ca_file: cannot read {ca_file}")
+    return problems
+
+
+def config_from_dict(
+    data: Mapping[str, Any], source: Path, *, protocols: Set[str] = KNOWN_PROTOCOLS
+) -> GatewayConfig:
+    """Validate already-parsed TOML data; ``source`` is named in messages and is the
+    base for relative paths. Raises :class:`ConfigError` listing every problem."""
+    problems = _Problems(source)
+    root = _Table(data, "", problems, source.absolute().parent)
+
+    gw = root.table("gateway", required=True)
+    data_dir = gw.path("data_dir", required=True)
+    log_level = gw.choice("log_level", LOG_LEVELS, "info")
+    startup_timeout = gw.number("startup_timeout_seconds", 10.0)
+    # 0 switches the delay off, which only tests should want.
+    auth_delay = gw.number("auth_failure_delay_seconds", 0.5, allow_zero=True)
+    connect_timeout = gw.number("connect_timeout_seconds", 10.0)
+    max_message = gw.integer("max_message_bytes", 128 * 1024 * 1024, 1, None)
+    gw.done()
+
+    client_tls = _client_tls(root.table("client_tls"))
+    rec = root.table("recording")
+    recording = RecordingConfig(
+        cast(Durability, rec.choice("durability", DURABILITIES, "process-crash"))
+    )
+    rec.done()
+    tokens = _tokens(root.tables("tokens"))
+    connections = _connections(root.tables("connections"), protocols)
+    root.done()
+
+    if problems.lines:
+        raise ConfigError(problems.lines)
+    return GatewayConfig(
+        source=source,
+        data_dir=data_dir or Path(),
+        log_level=log_level,
+        startup_timeout_seconds=startup_timeout,
+        auth_failure_delay_seconds=auth_delay,
+        connect_timeout_seconds=connect_timeout,
+        max_message_bytes=max_message,
+        client_tls=client_tls,
+        recording=recording,
+        tokens=tokens,
+        connections=connections,
+    )
+
+
+def _client_tls(t: _Table) -> ClientTLSConfig:
+    cert_file, key_file = t.path("cert_file"), t.path("key_file")
+    if (cert_file is None) != (key_file is None):
+        missing, given = (
+            ("key_file", "cert_file") if key_file is None else ("cert_file", "key_file")
+        )
+        t.problem(missing, f"required because {given} is set (the two go together)")
+    allow = t.boolean("allow_plaintext_on_loopback", False)
+    t.done()
+    return ClientTLSConfig(cert_file, key_file, allow)
+
+
+def _tokens(tables: list[_Table]) -> tuple[TokenConfig, ...]:
+    tokens: list[TokenConfig] = []
+    first_index: dict[str, int] = {}
+    for i, t in enumerate(tables):
+        identity = t.text("identity")
+        groups = t.text_list("groups")
+        digest = t.text("sha256", check=_check_sha256)
+        t.done()
+        if digest in first_index:
+            t.problem("sha256", f"same token hash as tokens[{first_index[digest]}]")
+        elif digest:
+            first_index[digest] = i
+        tokens.append(TokenConfig(identity, groups, digest))
+    return tuple(tokens)
+
+
+def _connections(tables: list[_Table], protocols: Set[str]) -> tuple[ConnectionConfig, ...]:
+    conns: list[ConnectionConfig] = []
+    names: dict[str, int] = {}
+    listen_protocols: dict[tuple[str, int], tuple[str, int]] = {}
+    for i, c in enumerate(tables):
+        name = c.text("name", check=_check_name)
+        protocol = c.choice("protocol", sorted(protocols), "postgres")
+        listen_text = c.text("listen", check=lambda v: _parse_listen(v)[1])
+        host, port = _parse_listen(listen_text)[0] if listen_text else ("", 0)
+        labels = c.text_map("labels")
+        target = _target(c.table("target", required=True), name)
+        c.done()
+        if name in names:
+            c.problem("name", f"{name!r} is already used by connections[{names[name]}]")
+        elif name:
+            names[name] = i
+        # One listener speaks one protocol, so connections sharing it must agree.
+        if listen_text:
+            other_protocol, j = listen_protocols.setdefault((host, port), (protocol, i))
+            if other_protocol != protocol:
+                c.problem(
+                    "listen",
+                    f"shared with connections[{j}], which uses protocol {other_protocol!r};"
+                    " connections sharing a listen address must use the same protocol",
+                )
+        conns.append(ConnectionConfig(name, protocol, host, port, labels, target))
+    return tuple(conns)
+
+
+def _target(t: _Table, connection: str) -> TargetConfig:
+    host = t.text("host")
+    port = t.integer("port", None, 1, 65535)
+    database = t.text("database")
+    user = t.text("user")
+    secret = _secret(t, connection)
+    tls = t.choice("tls", TARGET_TLS_MODES, "require")
+    ca_file = t.path("ca_file")
+    server_name = t.optional_text("server_name")
+    t.done()
+    if tls == "verify-full" and ca_file is None and "ca_file" not in t.failed:
+        t.problem("ca_file", 'required when tls = "verify-full" (the CA that signs the target)')
+    if tls != "verify-full" and ca_file is not None:
+        # A CA file that is silently unused would suggest a verification that is not made.
+        t.problem("ca_file", f'only used with tls = "verify-full" (tls is {tls!r})')
+    if tls == "disable" and server_name is not None:
+        t.problem("server_name", 'has no use with tls = "disable"')
+    return TargetConfig(
+        host, port, database, user, secret, cast(TargetTLS, tls), ca_file, server_name
+    )
+
+
+def _secret(t: _Table, connection: str) -> SecretRef:
+    key = t.key("secret")
+    where = f"{t.problems.source}: {key} (connection {connection!r})"
+    raw = t.raw("secret", required=True)
+    if isinstance(raw, str):
+        # Never echo the value: it is presumably a real password.
+        t.problem(
+            "secret",
+            "an inline secret is refused, because configuration files get copied, backed"
+            ' up and reviewed; use { env = "VARIABLE" } or { file = "/path/to/file" }',
+        )
+    elif isinstance(raw, dict):
+        sub = _Table(raw, key, t.problems, t.base, silent=t.silent)
+        env = sub.optional_text("env", check=_check_env_name)
+        file = sub.path("file")
+        sub.done()
+        if (env is None) == (file is None) and not sub.failed:
+            t.problem("secret", "must name exactly one of env and file")
+        return SecretRef(env, file, where)
+    elif raw is not _ABSENT:
+        t.problem(
+            "secret", f'must be {{ env = "VARIABLE" }} or {{ file = "/path" }} (got {_shown(raw)})'
+        )
+    return SecretRef(None, None, where)
+
+
+def _check_name(value: str) -> str | None:
+    if _NAME_RE.fullmatch(value):
+        return None
+    return f"may contain only letters, digits, '_', '.' and '-' (got {_shown(value)})"
+
+
+def _check_sha256(value: str) -> str | None:
+    if _SHA256_RE.fullmatch(value):
+        return None
+    # Not shown: someone may have pasted the token itself here.
+    return (
+        "must be 64 lowercase hex characters, the SHA-256 of the token as printed by"
+        f" `hoopd token hash` (got {len(value)} characters, not shown)"
+    )
+
+
+def _check_env_name(value: str) -> str | None:
+    if "=" in value or "\0" in value:
+        return f"is not a valid environment variable name (got {_shown(value)})"
+    return None
+
+
+def _parse_listen(text: str) -> tuple[tuple[str, int], str | None]:
+    """``(host, port), None`` or a placeholder and the error message."""
+    bad = ("", 0), f"must be host:port such as 127.0.0.1:6432 or [::1]:6432 (got {_shown(text)})"
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            return bad
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return ("", 0), f"{_shown(host)} in brackets is not an IPv6 address"
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if ":" in host:
+            return ("", 0), f"an IPv6 address needs brackets, as in [::1]:6432 (got {_shown(text)})"
+        if not sep or not host or any(ch.isspace() for ch in host):
+            return bad
+    if not re.fullmatch(r"[0-9]{1,5}", port_text) or int(port_text) > 65535:
+        return ("", 0), f"port must be a number from 0 to 65535 (got {_shown(port_text)})"
+    return (host, int(port_text)), None
+
+
+def _shown(value: object) -> str:
+    """A value as it may appear in a message: short, with its TOML kind when not scalar."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:56] + "...'"
+    return f"a {type(value).__name__}"
+
+
+class _Problems:
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.lines: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.lines.append(f"{self.source}: {key}: {message}")
+
+
+_ABSENT: Final = object()
+
+
+class _Table:
+    """One TOML table being read.
+
+    Each getter marks its key as known and, on a bad value, records a problem and
+    returns a placeholder so that reading goes on and every problem is collected.
+    :meth:`done` reports the keys nobody asked for as unknown. A table standing in for
+    one that is missing or of the wrong type is ``silent``: its problems are dropped,
+    as the missing table has already been reported.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        prefix: str,
+        problems: _Problems,
+        base: Path,
+        *,
+        silent: bool = False,
+    ) -> None:
+        self.data, self.prefix, self.problems, self.base = data, prefix, problems, base
+        self.silent = silent
+        self.known: set[str] = set()
+        self.failed: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def problem(self, name: str, message: str) -> None:
+        self.failed.add(name)
+        if not self.silent:
+            self.problems.add(self.key(name), message)
+
+    def done(self) -> None:
+        for name in self.data:
+            if name not in self.known:
+                self.problem(name, "unknown key")
+
+    def raw(self, name: str, *, required: bool = False) -> Any:
+        self.known.add(name)
+        if name in self.data:
+            return self.data[name]
+        if required:
+            self.problem(name, "missing (required)")
+        return _ABSENT
+
+    def _typed(self, name: str, kind: type | tuple[type, ...], what: str, required: bool) -> Any:
+        value = self.raw(name, required=required)
+        if value is _ABSENT:
+            return _ABSENT
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            self.problem(name, f"must be {what} (got {_shown(value)})")
+            return _ABSENT
+        return value
+
+    def text(self, name: str, *, check: Callable[[str], str | None] | None = None) -> str:
+        """A required, non-empty string ("" when absent or bad)."""
+        value = self._typed(name, str, "a string", True)
+        return self._checked(name, value, check) or ""
+
+    def optional_text(
+        self, name: str, *, check: Callable[[str], str | None] | None = None
+    ) -> str | None:
+        return self._checked(name, self._typed(name, str, "a string", False), check)
+
+    def _checked(
+        self, name: str, value: Any, check: Callable[[str], str | None] | None
+    ) -> str | None:
+        if value is _ABSENT:
+            return None
+        if not value.strip():
+            self.problem(name, "must not be empty")
+            return None
+        error = check(value) if check else None
+        if error:
+            self.problem(name, error)
+            return None
+        return cast(str, value)
+
+    def choice(self, name: str, options: Sequence[str], default: str) -> str:
+        """One of ``options``; required when ``default`` is not among them."""
+        value = self._typed(name, str, "a string", False)
+        if value is _ABSENT:
+            if default not in options and name not in self.failed:
+                self.problem(name, f"missing (required; one of {', '.join(options)})")
+            return default
+        if value not in options:
+            self.problem(name, f"must be one of {', '.join(options)} (got {_shown(value)})")
+            return options[0]
+        return cast(str, value)
+
+    def number(self, name: str, default: float, *, allow_zero: bool = False) -> float:
+        value = self._typed(name, (int, float), "a number", False)
+        if value is _ABSENT:
+            return default
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            limit = "zero or more" if allow_zero else "more than zero"
+            self.problem(name, f"must be a finite number {limit} (got {_shown(value)})")
+            return default
+        return float(value)
+
+    def integer(self, name: str, default: int | None, low: int, high: int | None) -> int:
+        """An integer in [low, high]; ``default=None`` makes it required."""
+        value = self._typed(name, int, "an integer", default is None)
+        if value is _ABSENT:
+            return default if default is not None else low
+        if value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            self.problem(name, f"must be an integer {bounds} (got {_shown(value)})")
+            return low
+        return cast(int, value)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self._typed(name, bool, "true or false", False)
+        return default if value is _ABSENT else cast(bool, value)
+
+    def path(self, name: str, *, required: bool = False) -> Path | None:
+        """A path; relative ones are taken from the config file's directory."""
+        value = self._typed(name, str, "a string", required)
+        if value is _ABSENT:
+            return None
+        if not value:
+            self.problem(name, "must not be empty")
+            return None
+        return self.base / cast(str, value)
+
+    def text_list(self, name: str) -> tuple[str, ...]:
+        value = self._typed(name, list, "an array of strings", False)
+        if value is _ABSENT:
+            return ()
+        items: list[str] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                self.problem(f"{name}[{i}]", f"must be a non-empty string (got {_shown(item)})")
+            elif item not in items:
+                items.append(item)
+        return tuple(items)
+
+    def text_map(self, name: str) -> Mapping[str, str]:
+        value = self._typed(name, dict, "a table of strings", False)
+        if value is _ABSENT:
+            return MappingProxyType({})
+        for key, item in value.items():
+            if not isinstance(item, str):
+                self.problem(f"{name}.{key}", f"must be a string (got {_shown(item)})")
+        return MappingProxyType({k: v for k, v in value.items() if isinstance(v, str)})
+
+    def table(self, name: str, *, required: bool = False) -> _Table:
+        value = self._typed(name, dict, "a table", required)
+        if value is _ABSENT:
+            silent = self.silent or name in self.failed
+            return _Table({}, self.key(name), self.problems, self.base, silent=silent)
+        return _Table(value, self.key(name), self.problems, self.base, silent=self.silent)
+
+    def tables(self, name: str) -> list[_Table]:
+        value = self._typed(name, list, f"an array of tables, written [[{name}]]", False)
+        if value is _ABSENT:
+            return []
+        tables: list[_Table] = []
+        for i, item in enumerate(value):
+            key = f"{self.key(name)}[{i}]"
+            if not isinstance(item, dict):
+                self.problem(f"{name}[{i}]", f"must be a table (got {_shown(item)})")
+                item = {}
+            tables.append(_Table(item, key, self.problems, self.base, silent=self.silent))
+        return tables

@@ -1,0 +1,138 @@
+"""``hoopd demo``: a throwaway PostgreSQL with sample data behind a gateway.
+
+Everything lives in one data directory: the PostgreSQL cluster (recreated on
+every run), the gateway's recordings and state (kept across runs), the upstream
+password in a 0600 file, and the generated ``hoopd.toml`` — a working example of
+a production configuration. It prints commands to paste, then serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from importlib.resources import files
+from pathlib import Path
+from secrets import token_urlsafe
+from typing import Any
+
+import trio
+
+from hoopd.config import ConfigError, load_config
+from hoopd.gateway import Listener
+from hoopd.identity.tokens import new_token
+from hoopd.pgcluster import ClusterError, LocalCluster
+from hoopd.serve_cli import configure_logging
+from hoopd.server import StartupError, serve
+
+DATABASE = "shop"
+UPSTREAM_USER = "shop_app"
+
+
+def write_config(data_dir: Path, port: int, pg_port: int, token_hash: str) -> Path:
+    path = data_dir / "hoopd.toml"
+    path.write_text(
+        f"""# Written by `hoopd demo`; a working example of a gateway configuration.
+[gateway]
+data_dir = "state"
+log_level = "info"
+
+[client_tls]
+# No cert_file/key_file: a self-signed certificate is generated in state/tls/.
+allow_plaintext_on_loopback = false
+
+[recording]
+durability = "process-crash"
+
+[[tokens]]
+identity = "demo-user"
+groups = ["demo"]
+sha256 = "{token_hash}"
+
+[[connections]]
+name = "{DATABASE}"
+protocol = "postgres"
+listen = "127.0.0.1:{port}"
+labels = {{ env = "demo" }}
+
+  [connections.target]
+  host = "127.0.0.1"
+  port = {pg_port}
+  database = "{DATABASE}"
+  user = "{UPSTREAM_USER}"
+  secret = {{ file = "secrets/{DATABASE}.password" }}
+  tls = "disable"
+"""
+    )
+    return path
+
+
+def prepare_database(cluster: LocalCluster, password: str) -> None:
+    schema = files("hoopd").joinpath("demo_schema.sql").read_text()
+    cluster.psql(
+        f"CREATE ROLE {UPSTREAM_USER} LOGIN PASSWORD '{password}';\n"
+        f"CREATE DATABASE {DATABASE} OWNER {UPSTREAM_USER};\n"
+    )
+    cluster.psql(f"SET ROLE {UPSTREAM_USER};\n{schema}", database=DATABASE)
+
+
+def instructions(data_dir: Path, port: int, token: str) -> str:
+    here = f"--data-dir {data_dir / 'state'}"
+    return f"""
+hoopd demo is ready. The gateway holds the database password; you hold a token.
+
+  Connect with psql (the token is the password; TLS is required):
+    PGPASSWORD={token} psql "host=127.0.0.1 port={port} dbname={DATABASE} user=demo sslmode=require"
+
+  Try:
+    SELECT full_name, email FROM customers;
+    UPDATE products SET price = price * 1.1 WHERE id = 1;
+    pgbench -h 127.0.0.1 -p {port} -U demo -n -S -t 100 {DATABASE}   (with PGPASSWORD and PGSSLMODE=require)
+
+  Then look at what was recorded:
+    hoopd sessions {here}
+    hoopd replay <SESSION-ID> {here}
+    hoopd audit verify {here}
+
+  Configuration: {data_dir / 'hoopd.toml'}   (Ctrl-C stops the gateway and the database)
+"""
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    (data_dir / "secrets").mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.rmtree(data_dir / "postgres", ignore_errors=True)
+    cluster = LocalCluster(data_dir / "postgres")
+    try:
+        cluster.init()
+        cluster.start(data_dir / "postgres.log")
+        password = token_urlsafe(24)
+        prepare_database(cluster, password)
+        secret_file = data_dir / "secrets" / f"{DATABASE}.password"
+        secret_file.write_text(password + "\n")
+        secret_file.chmod(0o600)
+        token, token_hash = new_token()
+        config = load_config(write_config(data_dir, args.port, cluster.port, token_hash))
+        configure_logging(config.log_level)
+
+        def ready(listeners: list[Listener]) -> None:
+            print(instructions(data_dir, args.port, token), flush=True)
+
+        trio.run(serve, config, ready)
+    except (ClusterError, ConfigError, StartupError) as exc:
+        print(f"hoopd demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="start a throwaway PostgreSQL with sample data behind the gateway"
+    )
+    parser.add_argument("--data-dir", default="demo-data", help="where everything is kept")
+    parser.add_argument("--port", type=int, default=6432, help="the gateway's port")
+    parser.set_defaults(func=run_demo)

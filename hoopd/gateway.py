@@ -1,0 +1,74 @@
+"""What every protocol engine gets from the gateway, and how engines are found.
+
+Engines are plugins registered under the ``hoopd.protocols`` entry-point group
+and resolved once at start (:func:`load_plugins`); nothing registers itself by
+mutating a global at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from hoopd.config import ConnectionConfig, GatewayConfig
+from hoopd.identity.base import TokenVerifier
+from hoopd.pipeline import Pipeline
+from hoopd.recording.journal import Journal
+from hoopd.relay import SocketByteStream
+
+log = logging.getLogger("hoopd")
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Shared, long-lived state of a running gateway process."""
+
+    config: GatewayConfig
+    journal: Journal
+    verifier: TokenVerifier
+    pipeline: Pipeline
+    client_tls: ssl.SSLContext
+    target_tls: Mapping[str, ssl.SSLContext | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One listening address and the connections reachable through it."""
+
+    host: str
+    port: int
+    protocol: str
+    connections: tuple[ConnectionConfig, ...]
+
+    def connection_named(self, name: str) -> ConnectionConfig | None:
+        for connection in self.connections:
+            if connection.name == name:
+                return connection
+        return None
+
+
+class ProtocolEngine(Protocol):
+    """A protocol plugin: accepts one client connection and serves it to the end.
+
+    ``serve`` owns ``stream`` and must close it; it must never raise for anything a
+    client or target does (log, tell the client in its protocol, return).
+    """
+
+    name: str
+
+    async def serve(
+        self, gateway: Gateway, listener: Listener, stream: SocketByteStream, client_addr: str
+    ) -> None: ...
+
+
+def load_plugins() -> dict[str, ProtocolEngine]:
+    """Every installed protocol engine, by protocol name."""
+    plugins: dict[str, ProtocolEngine] = {}
+    for entry in entry_points(group="hoopd.protocols"):
+        plugin = entry.load()
+        plugins[entry.name] = plugin
+    return plugins

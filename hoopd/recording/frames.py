@@ -1,0 +1,182 @@
+"""The journal's frame format: encoding, decoding and the hash that chains records.
+
+Every record is one frame (docs/recording.md has the byte-level description)::
+
+    frame   = length payload           length: 4-byte big-endian size of payload
+    payload = 0x92 record 0xc4 0x20 H  a msgpack array [record, H]
+    record  = msgpack map, keys in this order:
+              "s" session id (str)     "n" seq (int, 0, 1, 2, ... per session)
+              "t" unix time (float64)  "k" kind (str)      "b" body (map)
+              "p" hash of the session's previous record (bin 32; zeros for n=0)
+              "j" hash of the previous frame in the journal (bin 32; zeros at the start)
+    H       = SHA-256 of the exact bytes of ``record``
+
+Hashing the bytes as written (rather than a re-encoding of decoded values) means a
+verifier never depends on msgpack producing the same bytes twice, and any changed
+byte inside ``record`` changes H.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+HASH_SIZE: Final = 32
+ZERO_HASH: Final = bytes(HASH_SIZE)
+LENGTH = struct.Struct(">I")
+#: The length prefix and the array header that opens every payload, packed together.
+_FRAME_HEAD = struct.Struct(">IB")
+#: What ends every payload before the hash: msgpack "bin 8" header for 32 bytes.
+HASH_HEADER: Final = b"\xc4\x20"
+TRAILER_SIZE: Final = len(HASH_HEADER) + HASH_SIZE
+#: Every payload starts with these bytes: array of 2, map of 7, key "s".
+PAYLOAD_MAGIC: Final = b"\x92\x87\xa1s"
+#: Largest payload a writer produces and a reader accepts (1 GiB: PostgreSQL's own
+#: limit on a query string); a bigger length prefix is corruption, not a record.
+MAX_PAYLOAD: Final = 1 << 30
+
+
+class FrameError(ValueError):
+    """A payload that is not a well-formed record."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One decoded record.
+
+    ``hash`` is the hash stored in the frame; ``hash_ok`` says whether it matches
+    the record's bytes (False means the record was changed after it was written).
+    ``segment`` and ``offset`` locate the frame in the journal.
+    """
+
+    session_id: str
+    seq: int
+    time: float
+    kind: str
+    body: Mapping[str, Any]
+    prev_hash: bytes
+    journal_prev: bytes
+    hash: bytes
+    hash_ok: bool = True
+    segment: int = 0
+    offset: int = 0
+
+
+class FrameEncoder:
+    """Turns records into frames. Not thread-safe (it reuses one msgpack packer)."""
+
+    __slots__ = ("_pack",)
+
+    def __init__(self) -> None:
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+
+    def encode(
+        self,
+        session_id: str,
+        seq: int,
+        when: float,
+        kind: str,
+        body: Mapping[str, Any],
+        prev_hash: bytes,
+        journal_prev: bytes,
+    ) -> tuple[bytes, bytes]:
+        """Return ``(frame, hash)``.
+
+        Raises :class:`FrameError` if the body holds something msgpack cannot
+        encode (or a string that is not valid Unicode) or the record is too large.
+        """
+        try:
+            record = self._pack(
+                {
+                    "s": session_id,
+                    "n": seq,
+                    "t": when,
+                    "k": kind,
+                    "b": body,
+                    "p": prev_hash,
+                    "j": journal_prev,
+                }
+            )
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise FrameError(f"record cannot be encoded: {type(exc).__name__}") from exc
+        size = len(record) + 1 + TRAILER_SIZE
+        if size > MAX_PAYLOAD:
+            raise FrameError(f"record of {size} bytes exceeds the frame limit")
+        digest = hashlib.sha256(record).digest()
+        return b"".join((_FRAME_HEAD.pack(size, 0x92), record, HASH_HEADER, digest)), digest
+
+
+def payload_shape_ok(payload: bytes) -> bool:
+    """Cheap structural check: the payload starts and ends the way every payload does."""
+    return (
+        len(payload) > len(PAYLOAD_MAGIC) + TRAILER_SIZE
+        and payload.startswith(PAYLOAD_MAGIC)
+        and payload[-TRAILER_SIZE:-HASH_SIZE] == HASH_HEADER
+    )
+
+
+def payload_hash_ok(payload: bytes) -> bool:
+    """Whether the hash stored in ``payload`` matches its record bytes."""
+    return hashlib.sha256(payload[1:-TRAILER_SIZE]).digest() == payload[-HASH_SIZE:]
+
+
+def session_prefix(session_id: str) -> bytes:
+    """The bytes every payload of ``session_id`` starts with (for fast filtering)."""
+    packed: bytes = msgpack.packb(session_id)
+    return PAYLOAD_MAGIC + packed
+
+
+def decode_payload(payload: bytes, segment: int = 0, offset: int = 0) -> Record:
+    """Decode one payload (the bytes after the length prefix).
+
+    Raises :class:`FrameError` if it is not a well-formed record; a record whose
+    contents do not match its hash decodes with ``hash_ok=False``.
+    """
+    if not payload_shape_ok(payload):
+        raise FrameError("not a record frame")
+    try:
+        decoded = msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise FrameError(f"undecodable payload: {type(exc).__name__}") from exc
+    if not (isinstance(decoded, list) and len(decoded) == 2 and isinstance(decoded[0], dict)):
+        raise FrameError("payload is not [record, hash]")
+    fields, stored = decoded
+    try:
+        session_id, seq, when, kind = fields["s"], fields["n"], fields["t"], fields["k"]
+        body, prev_hash, journal_prev = fields["b"], fields["p"], fields["j"]
+    except KeyError as exc:
+        raise FrameError(f"record lacks field {exc.args[0]!r}") from None
+    if not (
+        isinstance(session_id, str)
+        and isinstance(seq, int)
+        and seq >= 0
+        and isinstance(when, float)
+        and isinstance(kind, str)
+        and isinstance(body, dict)
+        and _is_hash(prev_hash)
+        and _is_hash(journal_prev)
+        and _is_hash(stored)
+    ):
+        raise FrameError("record fields have the wrong types")
+    return Record(
+        session_id=session_id,
+        seq=seq,
+        time=when,
+        kind=kind,
+        body=body,
+        prev_hash=prev_hash,
+        journal_prev=journal_prev,
+        hash=stored,
+        hash_ok=payload_hash_ok(payload),
+        segment=segment,
+        offset=offset,
+    )
+
+
+def _is_hash(value: object) -> bool:
+    return isinstance(value, bytes) and len(value) == HASH_SIZE

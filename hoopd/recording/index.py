@@ -1,0 +1,195 @@
+"""The session index: ``<data_dir>/hoopd.sqlite``, one row per session.
+
+The index makes listing sessions and finding a session's segments fast; it is
+written when a session starts and when it ends, never per statement. It is not
+the record: the journal is, and ``hoopd audit reindex`` rebuilds the index from
+it. Verification uses the row a session's end left behind (record count and head
+hash) to notice records removed from the end of the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+from hoopd.recording.jsonable import to_jsonable
+from hoopd.recording.summary import SessionSummary
+
+INDEX_NAME: Final = "hoopd.sqlite"
+SCHEMA_VERSION: Final = 1
+_COLUMNS: Final = (
+    "id, connection, protocol, subject, identity, client_addr, attributes, started_at,"
+    " first_segment, ended_at, end_reason, statement_count, last_segment, last_seq, head_hash"
+)
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    connection TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    subject TEXT,                 -- identity subject, for listing and filtering
+    identity TEXT,                -- the identity record as JSON, NULL when none
+    client_addr TEXT NOT NULL,
+    attributes TEXT NOT NULL,     -- JSON
+    started_at REAL NOT NULL,
+    first_segment INTEGER NOT NULL,
+    ended_at REAL,                -- NULL until the session_end record is written
+    end_reason TEXT,
+    statement_count INTEGER,      -- the rest are known once the session ends
+    last_segment INTEGER,
+    last_seq INTEGER,
+    head_hash BLOB
+);
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_at);
+"""
+
+
+def index_path(data_dir: Path) -> Path:
+    return data_dir / INDEX_NAME
+
+
+class IndexWriter:
+    """The gateway's connection to the index. Raises ``sqlite3.Error`` on failure."""
+
+    def __init__(self, path: Path) -> None:
+        # Create it private before SQLite does (its -wal and -shm files copy the mode):
+        # the index names people and client addresses.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        self._db = sqlite3.connect(path, isolation_level=None)
+        try:
+            # WAL + NORMAL: a commit costs a write, not a disk flush; a power loss
+            # can lose the last rows, which reindex can restore from the journal.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            self._db.close()
+            raise
+
+    def add(self, summary: SessionSummary) -> None:
+        self._db.execute(
+            f"INSERT INTO sessions ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+            _row(summary),
+        )
+
+    def finish(
+        self,
+        session_id: str,
+        *,
+        ended_at: float,
+        end_reason: str,
+        statement_count: int,
+        last_segment: int,
+        last_seq: int,
+        head_hash: bytes,
+        identity: Mapping[str, Any] | None,
+    ) -> None:
+        subject = identity.get("subject") if identity else None
+        self._db.execute(
+            "UPDATE sessions SET ended_at=?, end_reason=?, statement_count=?, last_segment=?,"
+            " last_seq=?, head_hash=?, subject=?, identity=? WHERE id=?",
+            (
+                ended_at,
+                end_reason,
+                statement_count,
+                last_segment,
+                last_seq,
+                head_hash,
+                subject if isinstance(subject, str) else None,
+                _json_or_none(identity),
+                session_id,
+            ),
+        )
+
+    def replace_all(self, summaries: Iterable[SessionSummary]) -> None:
+        """Make the index hold exactly ``summaries``, in one transaction."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM sessions")
+            self._db.executemany(
+                f"INSERT INTO sessions ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                (_row(s) for s in summaries),
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def load_index(data_dir: Path) -> dict[str, SessionSummary] | None:
+    """Every indexed session by id (``state`` is ``ended`` or ``unterminated``);
+    None when there is no index file. Never creates or changes the index."""
+    path = index_path(data_dir)
+    if not path.is_file():
+        return None
+    db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+    try:
+        rows = db.execute(f"SELECT {_COLUMNS} FROM sessions ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return {row[0]: _summary(row) for row in rows}
+
+
+def _row(s: SessionSummary) -> tuple[Any, ...]:
+    return (
+        s.session_id,
+        s.connection,
+        s.protocol,
+        s.subject,
+        _json_or_none(s.identity),
+        s.client_addr,
+        json.dumps(to_jsonable(s.attributes)),
+        s.started_at,
+        s.first_segment,
+        s.ended_at,
+        s.end_reason,
+        s.statement_count,
+        s.last_segment,
+        s.last_seq,
+        s.head_hash,
+    )
+
+
+def _summary(row: tuple[Any, ...]) -> SessionSummary:
+    (
+        sid,
+        connection,
+        protocol,
+        _subject,
+        identity,
+        client_addr,
+        attributes,
+        started_at,
+        first_segment,
+        ended_at,
+        end_reason,
+        statement_count,
+        last_segment,
+        last_seq,
+        head,
+    ) = row
+    return SessionSummary(
+        session_id=sid,
+        connection=connection,
+        protocol=protocol,
+        client_addr=client_addr,
+        identity=json.loads(identity) if identity else None,
+        attributes=json.loads(attributes) if attributes else {},
+        started_at=started_at,
+        first_segment=first_segment,
+        ended_at=ended_at,
+        end_reason=end_reason,
+        statement_count=statement_count,
+        last_segment=last_segment,
+        last_seq=last_seq,
+        head_hash=head,
+        state="ended" if ended_at is not None else "unterminated",
+    )
+
+
+def _json_or_none(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(to_jsonable(value))

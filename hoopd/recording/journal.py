@@ -1,0 +1,455 @@
+"""The writer: one append-only journal per gateway, one recorder per session.
+
+Guarantees (docs/recording.md states them for operators):
+
+* ``SessionRecorder.append`` returns only after its frames were handed to the
+  kernel with ``os.write`` (one call for all of them), so they survive the
+  gateway being killed in any way. With ``durability="power-loss"`` it also waits
+  for an ``fdatasync`` that started after the write (group commit), so they
+  survive a power loss too.
+* If a record cannot be written, ``append`` raises :class:`RecorderError` and
+  nothing the gateway goes on to do can hide it: the recorder stays failed and
+  a partial write is cut off again, so the journal holds only whole frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import trio
+
+from hoopd.recording.errors import RecorderError
+from hoopd.recording.flush import FlushBatch, GroupCommit
+from hoopd.recording.frames import ZERO_HASH, FrameEncoder, FrameError
+from hoopd.recording.ids import SessionIdGenerator
+from hoopd.recording.index import IndexWriter, index_path
+from hoopd.recording.lock import LockHeld, WriterLock
+from hoopd.recording.segments import journal_dir, last_frame_hash, list_segments, segment_name
+from hoopd.recording.summary import SessionSummary, accepted_identity
+
+log = logging.getLogger("hoopd.recording")
+
+Durability = Literal["process-crash", "power-loss"]
+DEFAULT_SEGMENT_BYTES: Final = 256 * 1024 * 1024
+#: How long closing a session waits for its end to be flushed, even when cancelled.
+CLOSE_FLUSH_SECONDS: Final = 5.0
+_OPEN_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+
+
+class Journal:
+    """The gateway's journal. Open with :meth:`open`; run :meth:`run` in a nursery.
+
+    Writing happens in the trio thread without yielding, so frames from
+    concurrent sessions never interleave and the journal's own hash chain
+    (each frame names the frame before it) follows the order on disk.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        durability: Durability,
+        segment_bytes: int,
+        lock: WriterLock,
+        index: IndexWriter,
+        dir_fd: int,
+        last_segment: int,
+        head: bytes,
+    ) -> None:
+        self.data_dir = data_dir
+        self.durability: Durability = durability
+        self._segment_bytes = segment_bytes
+        self._lock = lock
+        self._index = index
+        self._dir = journal_dir(data_dir)
+        self._dir_fd = dir_fd
+        self._ids = SessionIdGenerator()
+        self.encoder = FrameEncoder()
+        self._group = GroupCommit(dir_fd) if durability == "power-loss" else None
+        self._broken: BaseException | None = None
+        self._closed = False
+        self._fd = -1
+        self._size = 0
+        self.segment = last_segment
+        #: Hash of the last frame written: the next frame's ``j``.
+        self.head = head
+        self._new_segment()
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        durability: Durability = "process-crash",
+        *,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    ) -> Journal:
+        """Open the journal under ``data_dir`` (created if missing) for writing.
+
+        Takes the journal lock (a second gateway on the same data dir gets
+        :class:`RecorderError`), starts a new segment chained to the last frame of
+        the previous one, and opens the index. ``segment_bytes``: size at which a
+        segment is closed and the next one started.
+        """
+        if durability not in ("process-crash", "power-loss"):
+            raise ValueError(f"unknown durability {durability!r}")
+        directory = journal_dir(data_dir)
+        lock: WriterLock | None = None
+        dir_fd = -1
+        try:
+            # Private: recordings hold SQL text, parameters and who ran them.
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, exist_ok=True)
+            lock = WriterLock(directory)
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            last, head = _previous_head(data_dir)
+            index = IndexWriter(index_path(data_dir))
+        except (OSError, sqlite3.Error, LockHeld) as exc:
+            if dir_fd >= 0:
+                os.close(dir_fd)
+            if lock is not None:
+                lock.release()
+            log.error("cannot open the recording journal in %s: %s", data_dir, _describe(exc))
+            raise RecorderError(f"cannot open journal: {_describe(exc)}") from exc
+        try:
+            journal = cls(data_dir, durability, segment_bytes, lock, index, dir_fd, last, head)
+        except RecorderError:
+            index.close()
+            os.close(dir_fd)
+            lock.release()
+            raise
+        lock.announce(journal.segment)
+        return journal
+
+    @property
+    def flush_count(self) -> int:
+        """How many flushes (``fdatasync`` rounds) have run; always 0 in process-crash mode."""
+        return 0 if self._group is None else self._group.flush_count
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Flush in batches (power-loss mode) until cancelled or the journal closes."""
+        if self._group is None:
+            task_status.started()
+            await trio.sleep_forever()
+        else:
+            await self._group.run(task_status)
+
+    def start_session(
+        self,
+        *,
+        connection: str,
+        protocol: str,
+        client_addr: str,
+        identity: dict[str, Any] | None,
+        attributes: dict[str, Any],
+    ) -> SessionRecorder:
+        """Write a ``session_start`` record and the session's index row.
+
+        The record is written (``os.write``) before this returns; in power-loss
+        mode it is flushed with the session's first append. Raises
+        :class:`RecorderError` if either the record or the index row cannot be
+        written (then the session must be refused).
+        """
+        session_id = self._ids.new_id()
+        recorder = SessionRecorder(self, session_id, identity)
+        body = {
+            "connection": connection,
+            "protocol": protocol,
+            "client_addr": client_addr,
+            "identity": identity,
+            "attributes": attributes,
+        }
+        recorder._write([("session_start", body)])
+        try:
+            self._index.add(
+                SessionSummary(
+                    session_id=session_id,
+                    connection=connection,
+                    protocol=protocol,
+                    client_addr=client_addr,
+                    identity=identity,
+                    attributes=attributes,
+                    started_at=recorder.last_time,
+                    first_segment=recorder.first_segment,
+                )
+            )
+        except sqlite3.Error as exc:
+            log.error("session index unavailable (session %s): %s", session_id, exc)
+            # Close the journal's account of the session too, so it does not look
+            # like a session whose gateway died.
+            with contextlib.suppress(RecorderError):
+                recorder._write([("session_end", {"reason": "recording-failed"})])
+            raise RecorderError(f"index: {exc}") from exc
+        return recorder
+
+    def close(self) -> None:
+        """Flush (power-loss mode), close files and release the lock. Idempotent.
+
+        Appends after this raise :class:`RecorderError`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        closed = RuntimeError("journal closed")
+        if self._group is not None:
+            self._group.final_flush(closed)
+        empty = self._size == 0
+        _close_quietly(self._fd)
+        self._fd = -1
+        if empty:  # nothing was written this run: leave no empty segment behind
+            try:
+                (self._dir / segment_name(self.segment)).unlink()
+            except OSError as exc:
+                log.warning("cannot remove empty segment %s: %s", self.segment, exc)
+        _close_quietly(self._dir_fd)
+        self._index.close()
+        self._lock.release()
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, data: bytes, head: bytes) -> FlushBatch | None:
+        """Append ``data`` (whole frames ending in the frame whose hash is ``head``).
+
+        Returns the flush batch to wait on in power-loss mode. Raises
+        :class:`RecorderError` if the bytes did not all reach the kernel; then
+        the journal is exactly as it was before the call (or, if even that cannot
+        be arranged, refuses every later write).
+        """
+        if self._closed or self._broken is not None:
+            raise RecorderError("journal closed" if self._closed else "journal broken")
+        if self._group is not None and self._group.stopped is not None:
+            raise RecorderError(f"journal not durable: {self._group.stopped}")
+        if self._size and self._size + len(data) > self._segment_bytes:
+            self._rotate()
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # short write: the disk is filling up
+                more = os.write(self._fd, memoryview(data)[written:])
+                if more == 0:
+                    raise OSError(errno.ENOSPC, "no progress writing the journal")
+                written += more
+        except OSError as exc:
+            self._undo_partial_write(exc)
+            raise RecorderError(f"write: {_describe(exc)}") from exc
+        self._size += len(data)
+        self.head = head
+        return None if self._group is None else self._group.written()
+
+    @property
+    def flusher_running(self) -> bool:
+        return self._group is None or self._group.running
+
+    def finish_in_index(self, session_id: str, **fields: Any) -> None:
+        self._index.finish(session_id, **fields)
+
+    def _undo_partial_write(self, exc: OSError) -> None:
+        log.error("journal write failed in segment %s: %s", self.segment, _describe(exc))
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError as truncate_exc:
+            # The file may end in part of a frame: nothing more may follow it.
+            log.error("cannot cut off a partial write: %s", _describe(truncate_exc))
+            self._broken = truncate_exc
+
+    def _rotate(self) -> None:
+        previous_fd, previous = self._fd, self.segment
+        try:
+            self._new_segment()
+        except RecorderError:
+            # Keep writing the full segment rather than refuse statements over it.
+            log.warning("segment rotation failed; continuing in segment %s", previous)
+            return
+        if self._group is not None:
+            self._group.retire(previous_fd)  # closed once flushed
+        else:
+            _close_quietly(previous_fd)
+
+    def _new_segment(self) -> None:
+        number = self.segment + 1
+        try:
+            fd = os.open(self._dir / segment_name(number), _OPEN_FLAGS, 0o600)
+        except OSError as exc:
+            log.error("cannot create journal segment %s: %s", number, _describe(exc))
+            raise RecorderError(f"new segment: {_describe(exc)}") from exc
+        self._fd, self._size, self.segment = fd, 0, number
+        if self._group is not None:
+            self._group.set_current(fd, new_file=True)
+        log.info("recording to journal segment %s", number)
+
+
+class SessionRecorder:
+    """Records one session; made by :meth:`Journal.start_session`.
+
+    Not for concurrent use by several tasks: one session's records are a sequence.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_failed",
+        "_identity",
+        "_journal",
+        "_seq",
+        "_statements",
+        "first_segment",
+        "last_segment",
+        "last_time",
+        "prev_hash",
+        "session_id",
+    )
+
+    def __init__(
+        self, journal: Journal, session_id: str, identity: Mapping[str, Any] | None
+    ) -> None:
+        self._journal = journal
+        self.session_id = session_id
+        self._seq = 0
+        self.prev_hash = ZERO_HASH
+        self._statements = 0
+        #: The latest identity: from the start, or from an accepting ``auth`` record.
+        self._identity = identity
+        self._failed = False
+        self._closed = False
+        self.first_segment = journal.segment
+        self.last_segment = journal.segment
+        self.last_time = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self._failed
+
+    async def append(self, records: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Append ``(kind, body)`` records, in order, with one ``os.write``.
+
+        Returns once they are as durable as the journal promises (see the module
+        docstring). Raises :class:`RecorderError` otherwise; the recorder is then
+        failed and every later append raises too. In process-crash mode this does
+        not yield to other tasks, so cancellation cannot split a write from its
+        return. (A body msgpack cannot encode raises RecorderError without failing
+        the recorder: nothing was written.)
+        """
+        if self._failed or self._closed:
+            raise RecorderError("recorder failed or closed")
+        batch = self._write(records)
+        if batch is not None:
+            await self._wait_durable(batch)
+
+    async def close(self, reason: str) -> None:
+        """Write ``session_end`` (body ``{"reason": reason}``) and the index row's end.
+
+        Never raises: failures are logged and leave the session unterminated.
+        Waiting for the flush (power-loss mode) is shielded from cancellation for
+        up to :data:`CLOSE_FLUSH_SECONDS`, so a session torn down by cancellation is
+        still recorded as ended. Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        body: dict[str, Any] = {"reason": reason}
+        if self._failed:
+            # An earlier write failed and was cut off, so the chain is still whole:
+            # try to end it, saying so.
+            body["recording_failed"] = True
+        try:
+            batch = self._write([("session_end", body)])
+            if batch is not None:
+                with trio.move_on_after(CLOSE_FLUSH_SECONDS, shield=True) as scope:
+                    await self._wait_durable(batch)
+                if scope.cancelled_caught:
+                    log.warning("session %s: end written but not flushed in time", self.session_id)
+            self._journal.finish_in_index(
+                self.session_id,
+                ended_at=self.last_time,
+                end_reason=reason,
+                statement_count=self._statements,
+                last_segment=self.last_segment,
+                last_seq=self._seq - 1,
+                head_hash=self.prev_hash,
+                identity=self._identity,
+            )
+        except RecorderError as exc:
+            log.error("session %s: end not recorded: %s", self.session_id, exc.reason)
+        except sqlite3.Error as exc:
+            log.error("session %s: index not updated at end: %s", self.session_id, exc)
+        except Exception:
+            log.exception("session %s: unexpected error while closing", self.session_id)
+
+    def _write(self, records: Sequence[tuple[str, Mapping[str, Any]]]) -> FlushBatch | None:
+        """Encode and write ``records``; the synchronous part of :meth:`append`."""
+        journal = self._journal
+        encode = journal.encoder.encode
+        session_id, seq, prev, head = self.session_id, self._seq, self.prev_hash, journal.head
+        when = time.time()
+        frames = []
+        statements = 0
+        identity = self._identity
+        try:
+            for kind, body in records:
+                frame, prev = encode(session_id, seq, when, kind, body, prev, head)
+                frames.append(frame)
+                head = prev
+                seq += 1
+                if kind == "statement":
+                    statements += 1
+                elif kind == "auth":
+                    identity = accepted_identity(kind, body) or identity
+        except FrameError as exc:
+            log.error("record for session %s not written: %s", session_id, exc)
+            raise RecorderError(str(exc)) from exc
+        if not frames:
+            return None
+        try:
+            batch = journal.write(frames[0] if len(frames) == 1 else b"".join(frames), head)
+        except RecorderError:
+            self._failed = True
+            raise
+        self._seq, self.prev_hash, self.last_time = seq, prev, when
+        self._statements += statements
+        self._identity = identity
+        self.last_segment = journal.segment
+        return batch
+
+    async def _wait_durable(self, batch: FlushBatch) -> None:
+        if not self._journal.flusher_running:
+            self._failed = True
+            log.error("power-loss durability needs Journal.run() running; it is not")
+            raise RecorderError("journal flusher not running")
+        error = await batch.wait()
+        if error is not None:
+            self._failed = True
+            raise RecorderError(f"flush: {error}") from error
+
+
+def _previous_head(data_dir: Path) -> tuple[int, bytes]:
+    """The highest segment number in use and the hash the next frame chains to."""
+    segments = list_segments(data_dir)
+    for number, path in reversed(segments):
+        if path.stat().st_size == 0:
+            continue
+        head = last_frame_hash(path)
+        if head is None:
+            log.warning(
+                "journal segment %s ends with an incomplete frame (a write was cut short);"
+                " the journal chain restarts in the next segment",
+                number,
+            )
+            return segments[-1][0], ZERO_HASH
+        return segments[-1][0], head
+    return (segments[-1][0] if segments else 0), ZERO_HASH
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{errno.errorcode.get(exc.errno, exc.errno)} ({exc.strerror})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _close_quietly(fd: int) -> None:
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)

@@ -1,0 +1,196 @@
+"""How recordings look on a terminal and as JSON lines.
+
+Human output escapes control characters (other than newline and tab) in
+everything taken from a recording, so SQL cannot carry terminal escape sequences
+that would rewrite what an auditor sees. JSON output is complete and exact:
+one object per line, bytes as ``{"base64": ...}``, hashes as hex strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from hoopd.recording.frames import Record
+from hoopd.recording.jsonable import dumps
+from hoopd.recording.summary import SessionSummary
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_INDENT = " " * 25
+
+
+def clean(text: str) -> str:
+    """``text`` with control and bidi-override characters shown as ``\\uXXXX``."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def timestamp(when: float | None, *, millis: bool = False) -> str:
+    if when is None:
+        return "-"
+    moment = datetime.fromtimestamp(when, UTC)
+    return (
+        moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        if millis
+        else moment.strftime("%Y-%m-%d %H:%M:%S")
+    )
+
+
+# -------------------------------------------------------------------- sessions
+
+
+def session_table(sessions: Sequence[SessionSummary]) -> Iterator[str]:
+    header = (
+        "ID",
+        "STARTED (UTC)",
+        "ENDED (UTC)",
+        "IDENTITY",
+        "CONNECTION",
+        "CLIENT",
+        "STATEMENTS",
+    )
+    rows = [header] + [
+        (
+            s.session_id,
+            timestamp(s.started_at),
+            timestamp(s.ended_at) if s.state == "ended" else s.state,
+            clean(s.subject or "-"),
+            clean(s.connection),
+            clean(s.client_addr),
+            "-" if s.statement_count is None else str(s.statement_count),
+        )
+        for s in sessions
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        yield "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+
+
+def session_json(summary: SessionSummary) -> str:
+    return dumps(summary.to_json())
+
+
+# ---------------------------------------------------------------------- replay
+
+
+def record_json(record: Record) -> str:
+    return dumps(
+        {
+            "session_id": record.session_id,
+            "seq": record.seq,
+            "time": record.time,
+            "kind": record.kind,
+            "body": record.body,
+            "prev_hash": record.prev_hash.hex(),
+            "hash": record.hash.hex(),
+            "hash_ok": record.hash_ok,
+        }
+    )
+
+
+def replay_lines(records: Iterable[Record]) -> Iterator[str]:
+    """A readable transcript: one entry per record, results under their statement."""
+    for record in records:
+        body = record.body
+        prefix = timestamp(record.time, millis=True) + "  "
+        if record.kind in ("result", "notice"):
+            yield _INDENT + "-> " + _result(record.kind, body)
+        elif record.kind == "statement":
+            yield prefix + "statement" + _classification(body.get("classification"))
+            yield from _sql_lines(body)
+        elif record.kind == "session_start":
+            yield prefix + "session start " + _start(body)
+        elif record.kind == "auth":
+            yield prefix + "auth " + _auth(body)
+        elif record.kind == "session_end":
+            yield prefix + f"session end ({clean(str(body.get('reason')))})"
+        else:
+            yield prefix + clean(f"{record.kind} {dumps(body)}")
+
+
+def _start(body: Mapping[str, Any]) -> str:
+    text = (
+        f"connection {body.get('connection')} ({body.get('protocol')})"
+        f" from {body.get('client_addr')}"
+    )
+    identity = body.get("identity")
+    if isinstance(identity, Mapping):
+        text += " as " + _identity(identity)
+    return clean(text)
+
+
+def _identity(identity: Mapping[str, Any]) -> str:
+    text = str(identity.get("subject"))
+    groups = identity.get("groups")
+    if groups:
+        text += " (groups " + ", ".join(map(str, groups)) + ")"
+    chain = identity.get("actor_chain")
+    if chain:
+        text += " via " + " > ".join(map(str, chain))
+    if identity.get("token_id"):
+        text += f" token {identity.get('token_id')}"
+    return text
+
+
+def _auth(body: Mapping[str, Any]) -> str:
+    text = str(body.get("outcome"))
+    identity = body.get("identity")
+    if isinstance(identity, Mapping):
+        text += " " + _identity(identity)
+    extra = {k: v for k, v in body.items() if k not in ("outcome", "identity")}
+    if extra:
+        text += " " + dumps(extra)
+    return clean(text)
+
+
+def _classification(value: object) -> str:
+    if not isinstance(value, Mapping):
+        return ""
+    parts = [",".join(map(str, value.get("kinds") or ())) or "?"]
+    for label, key in (("reads", "tables_read"), ("writes", "tables_written")):
+        if value.get(key):
+            parts.append(f"{label} " + ", ".join(map(str, value[key])))
+    if value.get("where_absent"):
+        parts.append("no WHERE")
+    if value.get("opaque"):
+        parts.append("opaque")
+    if value.get("parse_error"):
+        parts.append(f"parse error: {value['parse_error']}")
+    return clean("  [" + "; ".join(parts) + "]")
+
+
+def _sql_lines(body: Mapping[str, Any]) -> Iterator[str]:
+    for line in clean(str(body.get("sql", ""))).splitlines() or [""]:
+        yield _INDENT + line
+    origin = body.get("origin")
+    names = [f"{k} {body[k]!s}" for k in ("statement_name", "portal_name") if body.get(k)]
+    if (origin and origin != "query") or names:
+        yield _INDENT + clean(f"({', '.join([f'via {origin}', *names])})")
+    params = body.get("params")
+    if params:
+        shown = ", ".join(f"${i} = {_param(v)}" for i, v in enumerate(params, 1))
+        yield _INDENT + "params: " + clean(shown)
+
+
+def _param(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return "\\x" + value.hex() + " (binary)"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _result(kind: str, body: Mapping[str, Any]) -> str:
+    error = body.get("error")
+    if kind == "notice" or isinstance(error, Mapping):
+        fields = error if isinstance(error, Mapping) else body
+        label = "ERROR" if kind == "result" else "NOTICE"
+        severity = fields.get("severity") or label
+        code = f" {fields['code']}" if fields.get("code") else ""
+        return clean(f"{severity}{code}: {fields.get('message', '')}")
+    text = str(body.get("tag") or "(no tag)")
+    rows = body.get("rows")
+    if rows is not None:
+        text += f" ({rows} row{'' if rows == 1 else 's'})"
+    return clean(text)

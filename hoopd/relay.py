@@ -1,0 +1,140 @@
+"""The one seam where sockets meet codecs: byte streams and the pump runner.
+
+Two stream kinds implement :class:`ByteStream`:
+
+* :class:`SocketByteStream` drives a non-blocking socket directly with
+  ``trio.lowlevel.wait_readable`` / ``wait_writable``. trio's own ``SocketStream``
+  adds a scheduling round trip to every call, which measured here as a quarter of
+  a proxy's CPU per statement; this class tries the system call first and waits
+  only when the kernel has nothing, yielding every few immediate successes so a
+  bulk transfer cannot starve other sessions.
+* :class:`TrioByteStream` adapts any ``trio.abc.Stream`` (a TLS ``SSLStream``).
+
+Each stream has exactly one reader and one writer task at a time; protocol
+engines uphold that by writing to a stream only from the pump that owns it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+RECEIVE_SIZE = 65536
+# After this many calls that completed without waiting, yield to the scheduler once.
+_YIELD_EVERY = 16
+
+
+class ByteStream(Protocol):
+    async def receive_some(self) -> bytes:
+        """The next bytes from the peer; ``b""`` at end of stream."""
+        ...
+
+    async def send_all(self, data: bytes) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SocketByteStream:
+    """A connected non-blocking TCP socket as a :class:`ByteStream`."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.socket = sock
+        self._streak = 0
+
+    async def _fairness(self) -> None:
+        self._streak += 1
+        if self._streak >= _YIELD_EVERY:
+            self._streak = 0
+            await trio.lowlevel.checkpoint()
+
+    async def receive_some(self) -> bytes:
+        while True:
+            try:
+                data = self.socket.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                self._streak = 0
+                await trio.lowlevel.wait_readable(self.socket)
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                return b""
+            await self._fairness()
+            return data
+
+    async def send_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                try:
+                    sent = self.socket.send(view)
+                except BlockingIOError:
+                    self._streak = 0
+                    await trio.lowlevel.wait_writable(self.socket)
+                    continue
+                view = view[sent:]
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        finally:
+            view.release()
+        await self._fairness()
+
+    def to_trio_stream(self) -> trio.SocketStream:
+        """Hand the socket to trio (to wrap it in TLS); this object must not be used after."""
+        return trio.SocketStream(trio.socket.from_stdlib_socket(self.socket))
+
+    async def aclose(self) -> None:
+        try:
+            trio.lowlevel.notify_closing(self.socket)
+        except (OSError, ValueError):
+            pass
+        self.socket.close()
+        await trio.lowlevel.checkpoint()
+
+
+class TrioByteStream:
+    """Any trio stream (in practice a TLS ``SSLStream``) as a :class:`ByteStream`."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+
+    async def receive_some(self) -> bytes:
+        try:
+            return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+
+    async def send_all(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self.stream)
+
+
+async def connect_tcp(host: str, port: int) -> SocketByteStream:
+    """Open a TCP connection; raises ``OSError`` when the target cannot be reached."""
+    stream = await trio.open_tcp_stream(host, port)
+    raw = stream.socket
+    sock = socket.socket(raw.family, raw.type, raw.proto, fileno=raw.detach())
+    return SocketByteStream(sock)
+
+
+async def run_pumps(*pumps: Callable[[], Awaitable[None]]) -> None:
+    """Run one pump per direction in one nursery; when any returns, stop them all.
+
+    A pump returns when its direction is finished (the peer closed, or the session
+    must end); the others are cancelled so the connection lives and dies as a unit.
+    Exceptions propagate (wrapped by trio in an ExceptionGroup).
+    """
+    async with trio.open_nursery() as nursery:
+
+        async def run_then_stop(pump: Callable[[], Awaitable[None]]) -> None:
+            await pump()
+            nursery.cancel_scope.cancel()
+
+        for pump in pumps:
+            nursery.start_soon(run_then_stop, pump)

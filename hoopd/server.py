@@ -1,0 +1,160 @@
+"""Running the gateway: listeners, sessions, signals.
+
+``serve`` binds every listener before it reports ready, runs one task per client
+connection in a single nursery, and on SIGTERM/SIGINT stops accepting, ends live
+sessions (each tells its client and closes its recording) and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from collections import defaultdict
+from collections.abc import Callable
+
+import trio
+
+from hoopd.config import GatewayConfig, check_secrets
+from hoopd.gateway import Gateway, Listener, ProtocolEngine, load_plugins
+from hoopd.identity.tokens import StaticTokenVerifier
+from hoopd.pipeline import Pipeline
+from hoopd.recording.journal import Journal
+from hoopd.relay import SocketByteStream
+from hoopd.tlsconfig import client_leg_certificate, client_leg_context, target_leg_context
+
+log = logging.getLogger("hoopd")
+
+LISTEN_BACKLOG = 512
+
+
+class StartupError(Exception):
+    """The gateway cannot start; the message says why, for the operator."""
+
+
+def group_listeners(config: GatewayConfig) -> list[Listener]:
+    """One listener per distinct listen address, with the connections it serves."""
+    groups: dict[tuple[str, int], list] = defaultdict(list)  # type: ignore[type-arg]
+    for connection in config.connections:
+        groups[(connection.listen_host, connection.listen_port)].append(connection)
+    listeners = []
+    for (host, port), connections in groups.items():
+        protocols = {c.protocol for c in connections}
+        if len(protocols) != 1:
+            raise StartupError(f"{host}:{port} is shared by connections of different protocols")
+        listeners.append(Listener(host, port, protocols.pop(), tuple(connections)))
+    return listeners
+
+
+def bind(listener: Listener) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((listener.host, listener.port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {listener.host}:{listener.port}: {exc.strerror}") from exc
+    sock.listen(LISTEN_BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def format_address(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def accept_loop(
+    nursery: trio.Nursery,
+    gateway: Gateway,
+    engine: ProtocolEngine,
+    listener: Listener,
+    sock: socket.socket,
+) -> None:
+    """Accept clients forever; each gets its own task in ``nursery``."""
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            client, address = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError as exc:  # e.g. EMFILE: back off instead of spinning
+            log.error("accept on %s:%s failed: %s", listener.host, listener.port, exc)
+            await trio.sleep(0.1)
+            continue
+        nursery.start_soon(
+            engine.serve, gateway, listener, SocketByteStream(client), format_address(address)
+        )
+
+
+def build_gateway(config: GatewayConfig, journal: Journal) -> Gateway:
+    problems = check_secrets(config)
+    if problems:
+        raise StartupError("\n".join(problems))
+    certificate = client_leg_certificate(config)
+    if certificate.generated:
+        log.warning("generated a self-signed certificate for clients: %s", certificate.cert_file)
+    client_tls = client_leg_context(config, certificate)
+    target_tls = {c.name: target_leg_context(c.target) for c in config.connections}
+    return Gateway(
+        config=config,
+        journal=journal,
+        verifier=StaticTokenVerifier(config.tokens),
+        pipeline=Pipeline(),
+        client_tls=client_tls,
+        target_tls=target_tls,
+    )
+
+
+async def serve(
+    config: GatewayConfig,
+    on_ready: Callable[[list[Listener]], None] | None = None,
+    *,
+    task_status: trio.TaskStatus[list[Listener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the gateway until cancelled or sent SIGTERM/SIGINT.
+
+    Raises ``StartupError`` before anything listens if the configuration cannot
+    be served (secrets missing, address in use, unknown protocol).
+    """
+    plugins = load_plugins()
+    listeners = group_listeners(config)
+    for listener in listeners:
+        if listener.protocol not in plugins:
+            raise StartupError(f"no engine installed for protocol {listener.protocol!r}")
+    journal = Journal.open(config.data_dir, config.recording.durability)
+    try:
+        gateway = build_gateway(config, journal)
+        sockets = [bind(listener) for listener in listeners]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            for listener, sock in zip(listeners, sockets, strict=True):
+                nursery.start_soon(
+                    accept_loop, nursery, gateway, plugins[listener.protocol], listener, sock
+                )
+                log.info(
+                    "listening on %s:%s for %s",
+                    listener.host,
+                    listener.port,
+                    ", ".join(c.name for c in listener.connections),
+                )
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            if on_ready is not None:
+                on_ready(listeners)
+            task_status.started(listeners)
+    finally:
+        for sock in locals().get("sockets", []):
+            sock.close()
+        journal.close()
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP: nothing to reload yet")
+                continue
+            log.info("%s: shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system packages hoopd's demo, tests and benchmarks use, if missing.
+# Usage: packaging/system-deps.sh [--bench]
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+have psql || need+=(postgresql-client)
+have pg_dump || need+=(postgresql-client)
+have setpriv || need+=(util-linux)
+if [[ "${1:-}" == "--bench" ]]; then
+  have pgbouncer || need+=(pgbouncer)
+fi
+
+if ((${#need[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "missing system packages: ${need[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "installing system packages: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,347 @@
+"""The PostgreSQL engine: one client session from handshake to close.
+
+Flow: client handshake (TLS, token) -> open the session's recording -> dial the
+target with the gateway's credentials -> tell the client it is ready, with a
+BackendKeyData of the gateway's own -> two pumps (client->target, target->client)
+in one nursery. Each pump decodes whole messages, hands commands and results to
+the shared pipeline (which records them before anything moves on), and forwards
+the original bytes in one write per received chunk.
+
+A pump that must end the session (bad input, recorder failure) stores why and
+returns; the other pump is cancelled, and only then is the error written to the
+client, so each stream has a single writer at every moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import trio
+
+from hoopd.codec import NEED_DATA, ProtocolError
+from hoopd.events import SqlStatement
+from hoopd.gateway import Gateway, Listener
+from hoopd.pipeline import CommandRefused, Session
+from hoopd.recording.journal import RecorderError, SessionRecorder
+from hoopd.relay import ByteStream, SocketByteStream, run_pumps
+
+from . import backend as be
+from . import frontend as fe
+from . import refusals
+from .cancel import CancelRegistry, UpstreamKey
+from .codec import CONNECTION_CLOSED, Message, PostgresCodec, Role
+from .handshake import CancelHandled, ClientHello, ClientLeg, HandshakeRefused, accept_client
+from .tracker import StatementTracker
+from .upstream import TargetUnavailable, Upstream, connect_upstream
+
+log = logging.getLogger("hoopd.postgres")
+
+REFUSAL_CODES = {"recording-unavailable": "58030"}
+_REPLY_DEADLINE = 5.0
+
+
+@dataclass(slots=True)
+class SessionEnd:
+    """Why a session ended, and the last words for the client (may be empty)."""
+
+    reason: str
+    reply: bytes = b""
+
+
+class PostgresEngine:
+    """Serves PostgreSQL clients; one instance per gateway process."""
+
+    name = "postgres"
+
+    def __init__(self) -> None:
+        self.cancels = CancelRegistry()
+
+    async def serve(
+        self, gateway: Gateway, listener: Listener, stream: SocketByteStream, client_addr: str
+    ) -> None:
+        leg = ClientLeg(stream, PostgresCodec(Role.SERVER, gateway.config.max_message_bytes))
+        try:
+            await self._serve(gateway, listener, stream, leg, client_addr)
+        except Exception:
+            log.exception("session from %s failed unexpectedly", client_addr)
+        finally:
+            with trio.CancelScope(shield=True):
+                await leg.stream.aclose()
+                await stream.aclose()
+
+    async def _serve(
+        self,
+        gateway: Gateway,
+        listener: Listener,
+        raw: SocketByteStream,
+        leg: ClientLeg,
+        client_addr: str,
+    ) -> None:
+        async def record_denied(startup: fe.StartupMessage) -> None:
+            await self._record_denied(gateway, listener, client_addr, startup)
+
+        try:
+            with trio.fail_after(gateway.config.startup_timeout_seconds):
+                hello = await accept_client(
+                    gateway, listener, raw, leg, client_addr, self.cancels, record_denied
+                )
+        except trio.TooSlowError:
+            log.info("client %s did not finish its startup in time; closed", client_addr)
+            return
+        except HandshakeRefused as refused:
+            log.info("client %s refused: %s", client_addr, refused.reason)
+            await _last_words(leg.stream, refused.reply)
+            return
+        except ProtocolError as exc:
+            log.info("client %s sent an invalid startup: %s", client_addr, exc.message)
+            await _last_words(leg.stream, refusals.fatal(exc.code, exc.message))
+            return
+        except (trio.BrokenResourceError, OSError) as exc:
+            log.info("client %s went away during startup: %s", client_addr, exc)
+            return
+        if isinstance(hello, CancelHandled):
+            return
+        await self._run_session(gateway, leg, hello, client_addr)
+
+    async def _record_denied(
+        self, gateway: Gateway, listener: Listener, client_addr: str, startup: fe.StartupMessage
+    ) -> None:
+        database = startup.get("database") or ""
+        try:
+            recorder = gateway.journal.start_session(
+                connection=database if listener.connection_named(database) else "",
+                protocol=self.name,
+                client_addr=client_addr,
+                identity=None,
+                attributes=_client_attributes(startup),
+            )
+        except RecorderError:
+            log.error("could not record a rejected token from %s", client_addr)
+            return
+        try:
+            await recorder.append([("auth", {"outcome": "denied"})])
+        except RecorderError:
+            log.error("could not record a rejected token from %s", client_addr)
+        await recorder.close("token rejected")
+        log.info("client %s presented a token that was not accepted", client_addr)
+
+    async def _run_session(
+        self, gateway: Gateway, leg: ClientLeg, hello: ClientHello, client_addr: str
+    ) -> None:
+        connection = hello.connection
+        try:
+            recorder = gateway.journal.start_session(
+                connection=connection.name,
+                protocol=self.name,
+                client_addr=client_addr,
+                identity=hello.identity.to_record(),
+                attributes=_client_attributes(hello.startup) | {"client_tls": leg.tls},
+            )
+        except RecorderError:
+            log.error("recording unavailable; refusing %s", client_addr)
+            await _last_words(
+                leg.stream,
+                refusals.fatal("58030", "session recording is unavailable; try again later"),
+            )
+            return
+        log.info(
+            "session %s: %s on %s from %s",
+            recorder.session_id,
+            hello.identity.subject,
+            connection.name,
+            client_addr,
+        )
+        end = SessionEnd("gateway shutdown")
+        try:
+            end = await self._dial_and_relay(gateway, leg, hello, client_addr, recorder)
+        finally:
+            with trio.CancelScope(shield=True):
+                if end.reason == "gateway shutdown":
+                    end.reply = refusals.fatal(
+                        refusals.ADMIN_SHUTDOWN, "the gateway is shutting down"
+                    )
+                await _last_words(leg.stream, end.reply)
+                await recorder.close(end.reason)
+                log.info("session %s ended: %s", recorder.session_id, end.reason)
+
+    async def _dial_and_relay(
+        self,
+        gateway: Gateway,
+        leg: ClientLeg,
+        hello: ClientHello,
+        client_addr: str,
+        recorder: SessionRecorder,
+    ) -> SessionEnd:
+        connection = hello.connection
+        try:
+            with trio.fail_after(gateway.config.connect_timeout_seconds):
+                upstream = await connect_upstream(
+                    connection.name,
+                    connection.target,
+                    hello.startup.parameters,
+                    gateway.target_tls.get(connection.name),
+                    gateway.config.max_message_bytes,
+                )
+        except TargetUnavailable as exc:
+            log.warning("session %s: %s", recorder.session_id, exc.message)
+            return SessionEnd("target unavailable", refusals.fatal(exc.code, exc.message))
+        except trio.TooSlowError:
+            message = f'timed out connecting to the target of connection "{connection.name}"'
+            return SessionEnd("target unavailable", refusals.fatal("08001", message))
+        key = UpstreamKey(upstream.host, upstream.port, upstream.process_id, upstream.secret)
+        process_id, secret = self.cancels.issue(key)
+        try:
+            await leg.stream.send_all(_ready_messages(upstream, process_id, secret))
+            session = Session(
+                recorder.session_id,
+                hello.identity,
+                connection.name,
+                self.name,
+                client_addr,
+                recorder,
+            )
+            relay = _Relay(gateway, session, leg, upstream)
+            await run_pumps(relay.client_to_target, relay.target_to_client)
+            return relay.end
+        except (trio.BrokenResourceError, OSError):
+            return SessionEnd("client disconnected")
+        finally:
+            self.cancels.release(process_id)
+            with trio.CancelScope(shield=True):
+                await upstream.stream.aclose()
+
+
+class _Relay:
+    """The two pumps of one session; see the module docstring."""
+
+    def __init__(self, gateway: Gateway, session: Session, leg: ClientLeg, upstream: Upstream):
+        self.pipeline = gateway.pipeline
+        self.session = session
+        self.client: ByteStream = leg.stream
+        self.client_codec = leg.codec
+        self.target: ByteStream = upstream.stream
+        self.target_codec = upstream.codec
+        self.tracker = StatementTracker()
+        self.end = SessionEnd("client closed the connection")
+
+    async def client_to_target(self) -> None:
+        codec, tracker = self.client_codec, self.tracker
+        while True:
+            data = await self.client.receive_some()
+            codec.receive_data(data)
+            forwarded: list[tuple[Message, SqlStatement | None]] = []
+            commands: list[SqlStatement] = []
+            closed = terminate = False
+            try:
+                while True:
+                    message = codec.next_event()
+                    if message is NEED_DATA:
+                        break
+                    if message is CONNECTION_CLOSED:
+                        closed = True
+                        break
+                    command = tracker.command_for(message)
+                    forwarded.append((message, command))  # type: ignore[arg-type]
+                    if command is not None:
+                        commands.append(command)
+                    if isinstance(message, fe.Terminate):
+                        terminate = True
+            except ProtocolError as exc:
+                log.warning("session %s: client protocol error: %s", self.session.session_id, exc)
+                self.end = SessionEnd(
+                    "client protocol error", refusals.fatal(exc.code, exc.message)
+                )
+                return
+            numbers: Iterator[int] = iter(())
+            if commands:
+                try:
+                    numbers = iter(await self.pipeline.admit(self.session, commands))
+                except CommandRefused as refused:
+                    self.end = self._refused(refused)
+                    return
+            for message, command in forwarded:
+                tracker.forwarded(message, command, next(numbers) if command else None)
+            out = codec.take_consumed()
+            if out:
+                await self.target.send_all(out)
+            if terminate or closed:
+                self.end = SessionEnd("client closed the connection")
+                return
+
+    async def target_to_client(self) -> None:
+        codec, tracker = self.target_codec, self.tracker
+        while True:
+            data = await self.target.receive_some()
+            codec.receive_data(data)
+            results = []
+            closed = False
+            try:
+                while True:
+                    message = codec.next_event()
+                    if message is NEED_DATA:
+                        break
+                    if message is CONNECTION_CLOSED:
+                        closed = True
+                        break
+                    result = tracker.result_for(message)
+                    if result is not None:
+                        results.append(result)
+            except ProtocolError as exc:
+                log.warning("session %s: target protocol error: %s", self.session.session_id, exc)
+                self.end = SessionEnd(
+                    "target protocol error",
+                    refusals.fatal("08P01", "the target sent an invalid message"),
+                )
+                return
+            if results:
+                try:
+                    await self.pipeline.observe(self.session, results)
+                except CommandRefused as refused:
+                    self.end = self._refused(refused)
+                    return
+            out = codec.take_consumed()
+            if out:
+                await self.client.send_all(out)
+            if closed:
+                self.end = SessionEnd("target closed the connection")
+                return
+
+    def _refused(self, refused: CommandRefused) -> SessionEnd:
+        log.error("session %s: %s", self.session.session_id, refused.message)
+        code = REFUSAL_CODES.get(refused.code, "42501")
+        return SessionEnd(refused.code, refusals.fatal(code, refused.message))
+
+
+def _ready_messages(upstream: Upstream, process_id: int, secret: bytes) -> bytes:
+    """AuthenticationOk, the target's parameters, our own key, ReadyForQuery."""
+    parts = [be.Authentication(be.AUTH_OK).encode()]
+    parts.extend(status.encode() for status in upstream.parameters)
+    parts.extend(notice.encode() for notice in upstream.notices)
+    parts.append(be.BackendKeyData(process_id, secret).encode())
+    parts.append(be.ReadyForQuery("I").encode())
+    return b"".join(parts)
+
+
+def _client_attributes(startup: fe.StartupMessage) -> dict[str, object]:
+    """What the client said about itself (never a secret: the token is not in startup)."""
+    attributes: dict[str, object] = {
+        "client_user": startup.get("user") or "",
+        "database": startup.get("database") or "",
+    }
+    application = startup.get("application_name")
+    if application:
+        attributes["application_name"] = application
+    return attributes
+
+
+async def _last_words(stream: ByteStream, reply: bytes) -> None:
+    """Best effort: tell a departing client why, without waiting long."""
+    if not reply:
+        return
+    with trio.move_on_after(_REPLY_DEADLINE):
+        try:
+            await stream.send_all(reply)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass

@@ -1,0 +1,26 @@
+"""How the PostgreSQL engine says "no": error messages in the client's protocol."""
+
+from __future__ import annotations
+
+from . import backend as be
+
+
+def fatal(code: str, message: str, **fields: str) -> bytes:
+    """A FATAL ErrorResponse: the client reports it and the connection ends."""
+    return be.ErrorResponse.build(code, message, severity="FATAL", **fields).encode()
+
+
+def error(code: str, message: str, **fields: str) -> bytes:
+    return be.ErrorResponse.build(code, message, **fields).encode()
+
+
+# SQLSTATEs the gateway itself answers with.
+PROTOCOL_VIOLATION = "08P01"
+CONNECTION_FAILURE = "08001"
+INVALID_PASSWORD = "28P01"
+INVALID_AUTHORIZATION = "28000"
+UNKNOWN_DATABASE = "3D000"
+FEATURE_NOT_SUPPORTED = "0A000"
+CANNOT_CONNECT_NOW = "57P03"
+ADMIN_SHUTDOWN = "57P01"
+INSUFFICIENT_RESOURCES = "53000"

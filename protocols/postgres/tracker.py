@@ -1,0 +1,171 @@
+"""Turning PostgreSQL messages into command events and attributing results.
+
+Theory of operation
+-------------------
+Frontend side: a simple ``Query`` is one command (possibly several statements).
+In the extended protocol ``Parse`` names SQL text, ``Bind`` makes a portal from a
+statement plus parameters, and ``Execute`` runs a portal: the Execute is the
+command, attributed to the SQL text and parameters through those two maps. A
+``FunctionCall`` is an opaque command.
+
+Backend side: every message the target answers with belongs to the oldest
+request still waiting. The tracker keeps that queue (pushed as requests are
+forwarded, popped as answers arrive), so each ``CommandComplete`` or
+``ErrorResponse`` is recorded against the command it answers, even when clients
+pipeline several requests. After an error in the extended protocol the server
+skips everything up to the next ``Sync``; the queue does the same.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from hoopd.events import CommandResult, SqlClassification, SqlStatement
+
+from . import backend as be
+from . import frontend as fe
+from .classify import classify
+
+_UNKNOWN_PORTAL = SqlClassification(kinds=frozenset({"unknown-portal"}), opaque=True)
+_FUNCTION_CALL = SqlClassification(kinds=frozenset({"function-call"}), opaque=True)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One request waiting for its answer: ``kind`` is query, execute, sync, or other."""
+
+    kind: str
+    command: SqlStatement | None = None
+    number: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Portal:
+    sql: str
+    classification: SqlClassification
+    statement: str
+    params: tuple[str | bytes | None, ...]
+
+
+class StatementTracker:
+    """Per-session protocol state for command attribution; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._statements: dict[str, tuple[str, SqlClassification]] = {}
+        self._portals: dict[str, _Portal] = {}
+        self._pending: deque[_Pending] = deque()
+
+    # ------------------------------------------------------------- frontend
+
+    def command_for(self, message: object) -> SqlStatement | None:
+        """The command this client message carries, if it carries one.
+
+        Also updates statement and portal state; call once per message, in order.
+        """
+        if isinstance(message, fe.Query):
+            return SqlStatement(message.sql, classify(message.sql), origin="query")
+        if isinstance(message, fe.Execute):
+            portal = self._portals.get(message.portal)
+            if portal is None:
+                return SqlStatement("", _UNKNOWN_PORTAL, "execute", portal_name=message.portal)
+            return SqlStatement(
+                portal.sql,
+                portal.classification,
+                origin="execute",
+                params=portal.params,
+                statement_name=portal.statement or None,
+                portal_name=message.portal or None,
+            )
+        if isinstance(message, fe.Parse):
+            self._statements[message.statement] = (message.sql, classify(message.sql))
+        elif isinstance(message, fe.Bind):
+            sql, classification = self._statements.get(message.statement, ("", _UNKNOWN_PORTAL))
+            self._portals[message.portal] = _Portal(
+                sql, classification, message.statement, message.decoded_params()
+            )
+        elif isinstance(message, fe.Close):
+            if message.kind == "S":
+                self._statements.pop(message.name, None)
+            else:
+                self._portals.pop(message.name, None)
+        elif isinstance(message, fe.FunctionCall):
+            return SqlStatement(
+                f"-- function call: oid {message.function_oid}",
+                _FUNCTION_CALL,
+                origin="function-call",
+                params=message.args,
+            )
+        return None
+
+    def forwarded(self, message: object, command: SqlStatement | None, number: int | None) -> None:
+        """Note that ``message`` went to the target, so its answer can be attributed."""
+        if isinstance(message, fe.Query):
+            self._pending.append(_Pending("query", command, number))
+        elif isinstance(message, fe.Execute):
+            self._pending.append(_Pending("execute", command, number))
+        elif isinstance(message, fe.FunctionCall):
+            self._pending.append(_Pending("query", command, number))
+        elif isinstance(message, fe.Sync):
+            self._pending.append(_Pending("sync"))
+        elif isinstance(message, (fe.Parse, fe.Bind, fe.Close, fe.Describe)):
+            self._pending.append(_Pending("other"))
+
+    # -------------------------------------------------------------- backend
+
+    def result_for(self, message: object) -> tuple[int | None, CommandResult] | None:
+        """The result this target message reports, with the number of its command."""
+        if isinstance(message, be.CommandComplete):
+            head = self._head({"query", "execute"})
+            result = CommandResult(tag=message.tag, rows=message.row_count())
+            return self._answer(head, result)
+        if isinstance(message, be.EmptyQueryResponse):
+            return self._answer(self._head({"query", "execute"}), CommandResult(tag=""))
+        if isinstance(message, be.PortalSuspended):
+            return self._answer(self._head({"execute"}), CommandResult(tag="(suspended)"))
+        if isinstance(message, be.ErrorResponse):
+            return self._error(CommandResult(error=message.named()))
+        if isinstance(message, be.FunctionCallResponse):
+            return self._answer(self._head({"query"}), CommandResult(tag="(function result)"))
+        if isinstance(message, be.ReadyForQuery):
+            self._pop_through({"query", "sync"})
+        elif isinstance(message, (be.ParseComplete, be.BindComplete, be.CloseComplete)):
+            self._pop_if("other")
+        elif isinstance(message, (be.RowDescription, be.NoData)):
+            # An answer to Describe; a RowDescription inside a simple query's
+            # results arrives while the head is that query, and is left alone.
+            self._pop_if("other")
+        return None
+
+    def _head(self, kinds: set[str]) -> _Pending | None:
+        head = self._pending[0] if self._pending else None
+        return head if head is not None and head.kind in kinds else None
+
+    def _answer(
+        self, head: _Pending | None, result: CommandResult
+    ) -> tuple[int | None, CommandResult]:
+        if head is not None and head.kind == "execute":
+            self._pending.popleft()
+        return (head.number if head else None), result
+
+    def _error(self, result: CommandResult) -> tuple[int | None, CommandResult]:
+        head = self._pending[0] if self._pending else None
+        if head is None or head.kind == "query":
+            return (head.number if head else None), result
+        # Extended protocol: the server now skips to the next Sync. The error is
+        # charged to the first Execute it prevents (or the one that failed).
+        number = None
+        while self._pending and self._pending[0].kind != "sync":
+            skipped = self._pending.popleft()
+            if number is None and skipped.kind == "execute":
+                number = skipped.number
+        return number, result
+
+    def _pop_if(self, kind: str) -> None:
+        if self._pending and self._pending[0].kind == kind:
+            self._pending.popleft()
+
+    def _pop_through(self, kinds: set[str]) -> None:
+        while self._pending:
+            if self._pending.popleft().kind in kinds:
+                return

@@ -1,0 +1,1 @@
+"""Test support: a real PostgreSQL server, the gateway as a subprocess, wire helpers."""
