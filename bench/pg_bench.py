@@ -132,6 +132,24 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def load_average() -> float:
+    """The 1-minute load average: how many other runnable processes compete for the CPUs."""
+    return os.getloadavg()[0]
+
+
+def warn_if_busy() -> None:
+    """Checked before anything starts (afterwards the load would be the benchmark's own)."""
+    load, cpus = load_average(), len(os.sched_getaffinity(0))
+    print(f"load average before starting: {load:.2f} on {cpus} CPUs", flush=True)
+    if load > cpus / 2:
+        print(
+            f"WARNING: the machine is busy (load {load:.2f}, {cpus} CPUs); "
+            "other processes compete with it, so the figures are less reliable",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def print_machine(settings: Settings, bindir: str) -> None:
     usable = len(os.sched_getaffinity(0))
     print("machine")
@@ -338,6 +356,7 @@ def main() -> int:
         print(f"pg_bench: {exc}", file=sys.stderr)
         return 2
     print_machine(settings, bindir)
+    warn_if_busy()
 
     root = Path(tempfile.mkdtemp(prefix="hoopd-bench-"))
     root.chmod(0o755)  # PostgreSQL and pgbouncer run as another user and must traverse it
@@ -373,7 +392,7 @@ def main() -> int:
     if errors:
         print("\nproblems:", file=sys.stderr)
         for message in errors:
-            print(f"  - {message}", file=sys.stderr)
+            print("  - " + message.replace("\n", "\n    "), file=sys.stderr)
         return 1
     return 0
 

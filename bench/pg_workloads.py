@@ -70,7 +70,7 @@ def _run_client(
     cpu_after = _cpu(leg)
     cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     if done.returncode != 0:
-        output = (done.stderr.strip() + "\n" + done.stdout.strip()).strip()
+        output = done.stderr.strip() or done.stdout.strip() or "(no output)"
         tail = "\n".join(output.splitlines()[-8:])
         raise RunFailed(f"{argv[0]} exited with status {done.returncode}:\n{tail}")
     return done, elapsed, cpu

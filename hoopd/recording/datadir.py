@@ -37,7 +37,7 @@ def resolve_data_dir(
         if value is not None:
             if not isinstance(value, str):
                 raise DataDirError(f"{path}: [gateway] data_dir must be a string")
-            return path.parent / Path(value).expanduser()
+            return path.parent / value  # as the gateway reads it: no ~ expansion
     if environ.get(ENV_VAR):
         return Path(environ[ENV_VAR])
     return DEFAULT

@@ -35,6 +35,8 @@ from hoopd.recording.lock import LockHeld, WriterLock
 from hoopd.recording.segments import journal_dir, last_frame_hash, list_segments, segment_name
 from hoopd.recording.summary import SessionSummary, accepted_identity
 
+__all__ = ["DEFAULT_SEGMENT_BYTES", "Durability", "Journal", "RecorderError", "SessionRecorder"]
+
 log = logging.getLogger("hoopd.recording")
 
 Durability = Literal["process-crash", "power-loss"]
@@ -108,6 +110,9 @@ class Journal:
             directory.mkdir(mode=0o700, exist_ok=True)
             lock = WriterLock(directory)
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            if durability == "power-loss":
+                _fsync_directory(data_dir)  # the journal directory's own entry
+                os.fsync(dir_fd)
             last, head = _previous_head(data_dir)
             index = IndexWriter(index_path(data_dir))
         except (OSError, sqlite3.Error, LockHeld) as exc:
@@ -124,7 +129,11 @@ class Journal:
             os.close(dir_fd)
             lock.release()
             raise
-        lock.announce(journal.segment)
+        try:
+            lock.announce(journal.segment)
+        except OSError as exc:
+            journal.close()
+            raise RecorderError(f"lock file: {_describe(exc)}") from exc
         return journal
 
     @property
@@ -245,9 +254,6 @@ class Journal:
     def flusher_running(self) -> bool:
         return self._group is None or self._group.running
 
-    def finish_in_index(self, session_id: str, **fields: Any) -> None:
-        self._index.finish(session_id, **fields)
-
     def _undo_partial_write(self, exc: OSError) -> None:
         log.error("journal write failed in segment %s: %s", self.segment, _describe(exc))
         try:
@@ -335,6 +341,12 @@ class SessionRecorder:
         """
         if self._failed or self._closed:
             raise RecorderError("recorder failed or closed")
+        if not self._journal.flusher_running:
+            # Refuse before writing: a record the caller is told failed should not
+            # appear in the journal when that can be helped.
+            self._failed = True
+            log.error("power-loss durability needs Journal.run() running; it is not")
+            raise RecorderError("journal flusher not running")
         batch = self._write(records)
         if batch is not None:
             await self._wait_durable(batch)
@@ -343,9 +355,10 @@ class SessionRecorder:
         """Write ``session_end`` (body ``{"reason": reason}``) and the index row's end.
 
         Never raises: failures are logged and leave the session unterminated.
-        Waiting for the flush (power-loss mode) is shielded from cancellation for
-        up to :data:`CLOSE_FLUSH_SECONDS`, so a session torn down by cancellation is
-        still recorded as ended. Idempotent.
+        Does not depend on the caller not being cancelled: waiting for the flush
+        (power-loss mode) is shielded for up to :data:`CLOSE_FLUSH_SECONDS`, and
+        skipped if the flusher has already stopped (:meth:`Journal.close` flushes
+        then). Idempotent.
         """
         if self._closed:
             return
@@ -357,12 +370,16 @@ class SessionRecorder:
             body["recording_failed"] = True
         try:
             batch = self._write([("session_end", body)])
-            if batch is not None:
-                with trio.move_on_after(CLOSE_FLUSH_SECONDS, shield=True) as scope:
-                    await self._wait_durable(batch)
-                if scope.cancelled_caught:
-                    log.warning("session %s: end written but not flushed in time", self.session_id)
-            self._journal.finish_in_index(
+            if batch is not None and self._journal.flusher_running:
+                with trio.move_on_after(CLOSE_FLUSH_SECONDS, shield=True):
+                    error = await batch.wait()
+                    if error is not None:
+                        log.error(
+                            "session %s: end written but not flushed: %s", self.session_id, error
+                        )
+            # Otherwise (flusher already stopped at shutdown) the end is written and
+            # Journal.close() flushes it.
+            self._journal._index.finish(
                 self.session_id,
                 ended_at=self.last_time,
                 end_reason=reason,
@@ -408,6 +425,8 @@ class SessionRecorder:
         except RecorderError:
             self._failed = True
             raise
+        if self._seq == 0:  # the start record may have opened a new segment
+            self.first_segment = journal.segment
         self._seq, self.prev_hash, self.last_time = seq, prev, when
         self._statements += statements
         self._identity = identity
@@ -415,10 +434,6 @@ class SessionRecorder:
         return batch
 
     async def _wait_durable(self, batch: FlushBatch) -> None:
-        if not self._journal.flusher_running:
-            self._failed = True
-            log.error("power-loss durability needs Journal.run() running; it is not")
-            raise RecorderError("journal flusher not running")
         error = await batch.wait()
         if error is not None:
             self._failed = True
@@ -441,6 +456,14 @@ def _previous_head(data_dir: Path) -> tuple[int, bytes]:
             return segments[-1][0], ZERO_HASH
         return segments[-1][0], head
     return (segments[-1][0] if segments else 0), ZERO_HASH
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _describe(exc: BaseException) -> str:

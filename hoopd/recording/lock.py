@@ -19,7 +19,7 @@ from typing import Final
 
 LOCK_NAME: Final = "LOCK"
 # A reader probes the lock for a moment; a gateway starting in that moment retries.
-_ACQUIRE_ATTEMPTS: Final = 100
+_ACQUIRE_ATTEMPTS: Final = 25
 _ACQUIRE_PAUSE_SECONDS: Final = 0.02
 
 

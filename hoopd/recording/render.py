@@ -95,9 +95,10 @@ def replay_lines(records: Iterable[Record]) -> Iterator[str]:
         body = record.body
         prefix = timestamp(record.time, millis=True) + "  "
         if record.kind in ("result", "notice"):
-            yield _INDENT + "-> " + _result(record.kind, body)
+            yield _INDENT + "-> " + _number(body) + _result(record.kind, body)
         elif record.kind == "statement":
-            yield prefix + "statement" + _classification(body.get("classification"))
+            heading = "statement " + _number(body) + _classification(body.get("classification"))
+            yield prefix + heading.rstrip()
             yield from _sql_lines(body)
         elif record.kind == "session_start":
             yield prefix + "session start " + _start(body)
@@ -107,6 +108,13 @@ def replay_lines(records: Iterable[Record]) -> Iterator[str]:
             yield prefix + f"session end ({clean(str(body.get('reason')))})"
         else:
             yield prefix + clean(f"{record.kind} {dumps(body)}")
+
+
+def _number(body: Mapping[str, Any]) -> str:
+    """``#N `` for records that carry the command's number in the session (results
+    of pipelined commands arrive after several statements)."""
+    number = body.get("command")
+    return f"#{number} " if isinstance(number, int) else ""
 
 
 def _start(body: Mapping[str, Any]) -> str:
@@ -157,7 +165,7 @@ def _classification(value: object) -> str:
         parts.append("opaque")
     if value.get("parse_error"):
         parts.append(f"parse error: {value['parse_error']}")
-    return clean("  [" + "; ".join(parts) + "]")
+    return clean("[" + "; ".join(parts) + "]")
 
 
 def _sql_lines(body: Mapping[str, Any]) -> Iterator[str]:

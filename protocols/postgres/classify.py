@@ -48,11 +48,12 @@ KINDS: Final = frozenset(
         "explain", "explain-analyze-write", "set", "show", "transaction",
         "listen", "notify", "unlisten", "vacuum", "analyze", "lock", "discard",
         "comment", "security-label", "alter-system", "extension",
-        "function-call", "utility", "empty", "unparseable",
+        "utility", "empty", "unparseable", "function-call", "unknown-portal",
     }
 )  # fmt: skip
-"""Every kind a classification can hold (docs/classification.md). ``function-call``
-is never produced here: the engine uses it for the legacy FunctionCall message."""
+"""Every kind a classification can hold (docs/classification.md). The last two are
+never produced here: the engine uses them for the legacy FunctionCall message and for
+an Execute of a portal it never saw bound."""
 
 CACHE_ENTRIES: Final = 10_000
 """Most entries each cache holds."""
@@ -222,6 +223,18 @@ def _parser_message(exc: Exception) -> str:
 # type; _EMBEDDED is derived from it so the walker knows what a bare struct is.
 
 
+def _node_types() -> frozenset[str]:
+    """The names of every parse node type pglast knows."""
+    return frozenset(
+        name
+        for name in dir(pglast.ast)
+        if isinstance(cls := getattr(pglast.ast, name), type) and issubclass(cls, pglast.ast.Node)
+    )
+
+
+_NODE_TYPES: Final = _node_types()
+
+
 def _embedded_struct_fields() -> dict[str, dict[str, str]]:
     """Map node type, then field name, to the struct type the field's JSON value holds bare."""
     generic = {"Node", "Expr", "List"}
@@ -246,6 +259,15 @@ def _embedded_struct_fields() -> dict[str, dict[str, str]]:
 _EMBEDDED: Final = _embedded_struct_fields()
 _NOTHING_EMBEDDED: Final[dict[str, str]] = {}
 
+# Nodes that cannot hold a relation, a function call or a statement. Not descending
+# into them is purely for speed: they are most of the nodes in a typical tree.
+_LEAVES: Final = frozenset(
+    {
+        "A_Const", "String", "Integer", "Float", "Boolean", "BitString",
+        "A_Star", "ColumnRef", "ParamRef", "TypeName", "Alias", "CurrentOfExpr",
+    }
+)  # fmt: skip
+
 
 def _wrapped(value: Any) -> Iterator[tuple[str, _Fields]]:
     """The (type, fields) pairs of a wrapped node; nothing for anything else."""
@@ -253,13 +275,6 @@ def _wrapped(value: Any) -> Iterator[tuple[str, _Fields]]:
         for node_type, fields in value.items():
             if isinstance(fields, dict):
                 yield node_type, fields
-
-
-def _looks_wrapped(value: _Fields) -> bool:
-    if len(value) != 1:
-        return False
-    (key,) = value
-    return key[:1].isupper()
 
 
 # An identifier PostgreSQL would accept unquoted, in its folded (lower-case) form.
@@ -364,20 +379,21 @@ class _Walk:
         """Walk a wrapped node found inside another (a subquery, an expression, ...)."""
         if type(value) is dict:
             for node_type, fields in value.items():
-                if type(fields) is dict:
+                if type(fields) is dict and node_type not in _LEAVES:
                     self.node(node_type, fields)
 
     def node(self, node_type: str, fields: _Fields) -> None:
         handler = _HANDLERS.get(node_type)
-        with_clause = fields.get("withClause")
-        if type(with_clause) is dict:
-            self._enter_with(with_clause)
+        if type(fields.get("withClause")) is dict:
+            self._enter_with(fields["withClause"])
             try:
                 self._dispatch(handler, node_type, fields)
             finally:
                 self._cte_scopes.pop()
+        elif handler is None:
+            self.children(node_type, fields)
         else:
-            self._dispatch(handler, node_type, fields)
+            handler(self, node_type, fields)
 
     def _dispatch(self, handler: _Handler | None, node_type: str, fields: _Fields) -> None:
         if handler is None:
@@ -387,25 +403,35 @@ class _Walk:
 
     def children(self, node_type: str, fields: _Fields, skip: tuple[str, ...] = ()) -> None:
         """Walk every field of a node except ``skip`` (and ``withClause``, done by node)."""
-        # The hot loop of classification: exact type checks, and nothing done for
-        # the scalar fields that make up most of a tree.
+        # The hot loop of classification, hence the inlined checks: it runs for every
+        # field of every node, and most fields are scalars or leaves.
         embedded = _EMBEDDED.get(node_type, _NOTHING_EMBEDDED)
+        node = self.node
         for key, value in fields.items():
-            if type(value) is dict:
+            if type(value) is list:
+                if key in skip:
+                    continue
+                for item in value:
+                    if type(item) is dict:
+                        for item_type, item_fields in item.items():
+                            if type(item_fields) is dict and item_type not in _LEAVES:
+                                node(item_type, item_fields)
+            elif type(value) is dict:
                 if key in skip or key == "withClause":
                     continue
                 struct = embedded.get(key)
                 if struct is not None:
-                    self.node(struct, value)
-                elif _looks_wrapped(value):
-                    self.wrapped(value)
-                else:
-                    # A bare struct pglast did not describe: still look inside, and
-                    # never lose a relation because of it.
-                    self.node("RangeVar" if "relname" in value else "", value)
-            elif type(value) is list and key not in skip:
-                for item in value:
-                    self.wrapped(item)
+                    node(struct, value)
+                    continue
+                if len(value) == 1:
+                    ((item_type, item_fields),) = value.items()
+                    if item_type in _NODE_TYPES and type(item_fields) is dict:
+                        if item_type not in _LEAVES:
+                            node(item_type, item_fields)
+                        continue
+                # A bare struct pglast did not describe: still look inside, and
+                # never lose a relation because of it.
+                node("RangeVar" if "relname" in value else "", value)
 
     def _enter_with(self, with_clause: _Fields) -> None:
         """Walk the CTEs and push their names as a scope for the owning statement.
@@ -506,6 +532,9 @@ _GRANTABLE_RELATIONS: Final = frozenset({"OBJECT_TABLE", "OBJECT_SEQUENCE"})
 # SET parameters that change the identity privileges are checked against.
 _ROLE_PARAMETERS: Final = frozenset({"role", "session_authorization"})
 
+# SET TRANSACTION ... sets the current transaction's characteristics (the grammar's names).
+_TRANSACTION_SETTINGS: Final = frozenset({"TRANSACTION", "TRANSACTION SNAPSHOT"})
+
 
 def _grant_or_revoke(fields: _Fields) -> str:
     return "grant" if fields.get("is_grant") else "revoke"
@@ -519,7 +548,12 @@ def _copy_kinds(fields: _Fields) -> frozenset[str]:
 
 
 def _variable_set_kinds(fields: _Fields) -> frozenset[str]:
-    return frozenset({"role" if fields.get("name") in _ROLE_PARAMETERS else "set"})
+    name = fields.get("name")
+    if name in _ROLE_PARAMETERS:
+        return frozenset({"role"})
+    if name in _TRANSACTION_SETTINGS:
+        return frozenset({"transaction"})
+    return frozenset({"set"})
 
 
 def _drop_kinds(fields: _Fields) -> frozenset[str]:
@@ -781,21 +815,12 @@ def _grant(walk: _Walk, node_type: str, fields: _Fields) -> None:
     walk.children(node_type, fields, skip=("objects",))
 
 
-def _leaf(walk: _Walk, node_type: str, fields: _Fields) -> None:
-    """Nodes that cannot hold a relation, a call or a statement: skipped for speed."""
-
-
 def _skip(*fields_to_skip: str) -> _Handler:
     def handler(walk: _Walk, node_type: str, fields: _Fields) -> None:
         walk.children(node_type, fields, skip=fields_to_skip)
 
     return handler
 
-
-_LEAVES: Final = (
-    "A_Const", "String", "Integer", "Float", "Boolean", "BitString",
-    "A_Star", "ColumnRef", "ParamRef", "TypeName", "Alias", "CurrentOfExpr",
-)  # fmt: skip
 
 _HANDLERS: Final[dict[str, _Handler]] = {
     "RangeVar": _range_var,
@@ -829,5 +854,4 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "AlterSeqStmt": _writes("sequence"),
     # CREATE TYPE t AS (...) names a type, not a table.
     "CompositeTypeStmt": _skip("typevar"),
-    **dict.fromkeys(_LEAVES, _leaf),
 }

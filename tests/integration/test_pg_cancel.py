@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -36,6 +37,17 @@ def gw(pg: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatew
 def pool() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(max_workers=4) as executor:
         yield executor
+
+
+@contextmanager
+def sleepers_stopped_afterwards(pg: PgServer, *markers: str) -> Iterator[None]:
+    """If a test fails midway, end its 30 s sleeps on the target (as superuser) so the
+    failure does not hold up the rest of the suite."""
+    try:
+        yield
+    finally:
+        for marker in markers:
+            pg.cancel_backends(marker)
 
 
 def _sleep_sql(marker: str) -> str:
@@ -70,7 +82,7 @@ def test_psycopg_cancel(gw: Gateway, pg: PgServer, pool: ThreadPoolExecutor, met
     connection; the legacy ``cancel`` sends it in plaintext. Both must reach the target."""
     marker = unique_marker(method)
     mark = pg.log_mark()
-    with gw.connect() as conn:
+    with gw.connect() as conn, sleepers_stopped_afterwards(pg, marker):
         future = pool.submit(_run_sleep, conn, marker)
         pg.wait_until_active(marker)
         started = time.monotonic()
@@ -102,6 +114,7 @@ def test_psql_sigint_cancels_running_query(gw: Gateway, pg: PgServer) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+        pg.cancel_backends(marker)
     assert proc.returncode == 1
     assert "Cancel request sent" in err
     assert "ERROR:  canceling statement due to user request" in err
@@ -114,7 +127,11 @@ def test_cancel_reaches_only_its_own_session(
 ) -> None:
     first, second = unique_marker("first"), unique_marker("second")
     mark = pg.log_mark()
-    with gw.connect() as conn_a, gw.connect() as conn_b:
+    with (
+        gw.connect() as conn_a,
+        gw.connect() as conn_b,
+        sleepers_stopped_afterwards(pg, first, second),
+    ):
         future_a = pool.submit(_run_sleep, conn_a, first)
         future_b = pool.submit(_run_sleep, conn_b, second)
         pg.wait_until_active(first)
@@ -135,7 +152,7 @@ def test_cancel_with_a_forged_key_does_nothing(
 ) -> None:
     marker = unique_marker("forged")
     mark = pg.log_mark()
-    with gw.connect() as conn:
+    with gw.connect() as conn, sleepers_stopped_afterwards(pg, marker):
         future = pool.submit(_run_sleep, conn, marker)
         [backend_pid] = pg.wait_until_active(marker)
         # Guess keys: the upstream backend's real PID with made-up secrets, and zeros.

@@ -4,6 +4,7 @@ asynchronous notifications, plus what the recording makes of them."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import re
@@ -77,8 +78,9 @@ def test_binary_parameters_and_results(gw: Gateway, pg: PgServer, typed_table: s
 
 def test_pipeline_mode_inserts(gw: Gateway, pg: PgServer) -> None:
     marker = unique_marker("pipe")
-    with gw.connect() as conn:
-        with conn.pipeline(), conn.cursor() as cur:
+    before = session_ids(gw)
+    with gw.connect() as conn, conn.cursor() as cur:
+        with conn.pipeline():
             for i in range(25):
                 cur.execute(
                     "insert into audit_marks (marker, note) values (%s, %s)",
@@ -91,6 +93,16 @@ def test_pipeline_mode_inserts(gw: Gateway, pg: PgServer) -> None:
         f"select note from audit_marks where marker = '{marker}' order by id"
     ).split()
     assert notes == [f"n{i}" for i in range(25)]
+
+    # Pipelined commands are recorded one by one, each result tied to its own command.
+    records = gw.replay(session_id_of(wait_for_new_session(gw, before)))
+    statements = {r["body"]["command"]: r["body"] for r in records if r["kind"] == "statement"}
+    results = {r["body"]["command"]: r["body"] for r in records if r["kind"] == "result"}
+    inserts = [c for c, s in statements.items() if s["sql"].startswith("insert")]
+    assert [statements[c]["params"] for c in inserts] == [[marker, f"n{i}"] for i in range(25)]
+    assert all(results[c]["tag"] == "INSERT 0 1" for c in inserts)
+    [count_cmd] = [c for c, s in statements.items() if s["sql"].startswith("select count")]
+    assert results[count_cmd]["tag"] == "SELECT 1"
 
 
 def test_listen_notify_between_two_gateway_connections(gw: Gateway, pg: PgServer) -> None:
@@ -155,7 +167,11 @@ def test_binary_parameters_are_recorded(gw: Gateway, typed_table: str) -> None:
         for s in _statements(gw.replay(session_id_of(session)))
         if s.get("sql", "").startswith(f"insert into {typed_table}")
     ]
-    assert len(insert["params"]) == 3
+    # Binary-format values are recorded as bytes (base64 in JSON), exactly as sent.
+    id_param, data_param, note_param = (base64.b64decode(p["base64"]) for p in insert["params"])
+    assert int.from_bytes(id_param, "big", signed=True) == 8
+    assert data_param == b"\x00\x01\xfe\xff"
+    assert note_param == b"bin-note"
     assert typed_table in insert["classification"]["tables_written"]
     assert "insert" in insert["classification"]["kinds"]
 

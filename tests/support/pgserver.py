@@ -290,8 +290,10 @@ class PgServer:
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGINT)
+        import sys as _s; _t0 = time.monotonic()
         try:
             proc.wait(timeout=30)
+            print("PGSTOP", time.monotonic() - _t0, file=_s.stderr)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=30)
@@ -419,6 +421,13 @@ class PgServer:
             f"where state = 'active' and pid <> pg_backend_pid() and query like '%{marker}%'"
         )
         return [int(pid) for pid in out.split()]
+
+    def cancel_backends(self, marker: str) -> None:
+        """Cancel, as superuser, every query containing ``marker`` (cleanup after failures)."""
+        self.superuser_sql(
+            "select pg_cancel_backend(pid) from pg_stat_activity "
+            f"where pid <> pg_backend_pid() and query like '%{marker}%'"
+        )
 
     def wait_until_active(self, marker: str, *, count: int = 1, timeout: float = 10.0) -> list[int]:
         """Poll pg_stat_activity until ``count`` backends run a query containing ``marker``."""

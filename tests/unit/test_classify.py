@@ -188,6 +188,10 @@ KIND_CASES: list[tuple[str, set[str]]] = [
     ("SAVEPOINT s1", {"transaction"}),
     ("ROLLBACK TO SAVEPOINT s1", {"transaction"}),
     ("RELEASE SAVEPOINT s1", {"transaction"}),
+    ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", {"transaction"}),
+    ("SET LOCAL TRANSACTION READ ONLY", {"transaction"}),
+    ("SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", {"transaction"}),
+    ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", {"set"}),
     ("PREPARE TRANSACTION 'x'", {"transaction"}),
     ("COMMIT PREPARED 'x'", {"transaction"}),
     ("LISTEN ch", {"listen"}),
@@ -234,10 +238,12 @@ def test_kinds(sql: str, expected: set[str]) -> None:
 
 
 def test_every_kind_is_covered() -> None:
-    """KIND_CASES exercise the whole vocabulary; the other three are tested below or
-    belong to the engine (function-call)."""
+    """KIND_CASES exercise the whole vocabulary, but for empty and unparseable (tested
+    below) and the two kinds only the engine produces."""
     covered = set().union(*(expected for _, expected in KIND_CASES))
-    assert covered | {"empty", "unparseable", "function-call"} == classifier.KINDS
+    others = {"empty", "unparseable", "function-call", "unknown-portal"}
+    assert covered | others == classifier.KINDS
+    assert not covered & others
 
 
 # ---------------------------------------------------------------------------
@@ -551,6 +557,16 @@ def test_lexical_tricks(sql: str, expected: set[str], count: int) -> None:
     else:
         assert set(result.kinds) == expected
         assert result.statement_count == count
+
+
+def test_plain_strings_are_read_with_standard_conforming_strings_on() -> None:
+    """The classifier lexes as PostgreSQL does by default (standard_conforming_strings
+    on): a backslash in '...' is an ordinary character. A session that turns the
+    setting off would read this text as SELECT then DROP; the engine must fail closed
+    on backslash-bearing text in such sessions (docs/classification.md)."""
+    result = classify("SELECT 'x\\' AS a, ' ; DROP TABLE t; -- '")
+    assert set(result.kinds) == {"select"}
+    assert result.statement_count == 1
 
 
 def test_unicode_escaped_identifier_is_decoded() -> None:

@@ -8,7 +8,7 @@ the start of the following message already in the buffer.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, cast
 
 import pytest
 
@@ -22,6 +22,7 @@ from hoopd.protocols.postgres.codec import (
     MAX_STARTUP_PACKET,
     ConnectionClosed,
     Event,
+    Message,
     PostgresCodec,
     Role,
     SSLResponse,
@@ -204,6 +205,18 @@ def bytewise(data: bytes) -> list[bytes]:
 def test_encode_matches_the_documented_bytes(case: Case) -> None:
     message, wire_bytes = case
     assert message.encode() == wire_bytes
+
+
+@pytest.mark.parametrize("case", STARTUP_PHASE_CASES + FRONTEND_CASES, ids=_case_id)
+def test_client_role_sends_frontend_messages(case: Case) -> None:
+    message, wire_bytes = case
+    assert client_codec().send(cast(Message, message)) == wire_bytes
+
+
+@pytest.mark.parametrize("case", BACKEND_CASES, ids=_case_id)
+def test_server_role_sends_backend_messages(case: Case) -> None:
+    message, wire_bytes = case
+    assert server_codec(started=True).send(cast(Message, message)) == wire_bytes
 
 
 @pytest.mark.parametrize("case", STARTUP_PHASE_CASES, ids=_case_id)
@@ -469,6 +482,14 @@ def test_typed_length_below_four_is_refused(
 def test_startup_length_too_small_for_a_code_is_refused(length: int) -> None:
     codec = server_codec()
     codec.receive_data(wire.UINT32.pack(length) + b"\x00" * 8)
+    with pytest.raises(ProtocolError):
+        codec.next_event()
+
+
+@pytest.mark.parametrize("length", [0, 7, MAX_STARTUP_PACKET + 1])
+def test_bad_startup_length_is_refused_from_the_length_alone(length: int) -> None:
+    codec = server_codec()
+    codec.receive_data(wire.UINT32.pack(length))
     with pytest.raises(ProtocolError):
         codec.next_event()
 
@@ -763,7 +784,10 @@ def test_bind_decoded_params_follow_the_format_rules() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        b"\x00\x00\x00\x02\x00\x00\x00\x00\x00",  # two formats, no parameters
+        b"\x00\x00\x00\x02\x00\x00\x00\x01\x00\x00\x00\x00",  # two formats, no parameters
+        b"\x00\x00\x00\x02\x00\x00\x00\x01\x00\x03"  # two formats, three parameters
+        + b"\x00\x00\x00\x00" * 3
+        + b"\x00\x00",
         b"\x00\x00\x00\x00\x00\x01\xff\xff\xff\xfe\x00\x00",  # length -2
         b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x05ab\x00\x00",  # value overruns
         b"\x00\x00\x00\x00\x00\x00",  # no result-format count
