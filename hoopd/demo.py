@@ -94,7 +94,7 @@ hoopd demo is ready. The gateway holds the database password; you hold a token.
     hoopd replay <SESSION-ID> {here}
     hoopd audit verify {here}
 
-  Configuration: {data_dir / 'hoopd.toml'}   (Ctrl-C stops the gateway and the database)
+  Configuration: {data_dir / "hoopd.toml"}   (Ctrl-C stops the gateway and the database)
 """
 
 

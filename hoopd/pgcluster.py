@@ -50,7 +50,14 @@ def _run_as_prefix() -> list[str]:
         pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
             check=True,
         )
     return [
@@ -133,7 +140,14 @@ class LocalCluster:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             ready = subprocess.run(
-                [str(bindir / "pg_isready"), "-q", "-h", str(self.socket_dir), "-p", str(self.port)],
+                [
+                    str(bindir / "pg_isready"),
+                    "-q",
+                    "-h",
+                    str(self.socket_dir),
+                    "-p",
+                    str(self.port),
+                ],
                 check=False,
             )
             if ready.returncode == 0:

@@ -16,6 +16,7 @@ engines uphold that by writing to a stream only from the pump that owns it.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -46,6 +47,10 @@ class SocketByteStream:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.socket = sock
         self._streak = 0
+        # After a short read the socket is drained, and request/response traffic
+        # will make the next recv fail with EAGAIN: wait for readiness first then,
+        # saving that system call; after a full read, try the call first.
+        self._drained = True
 
     async def _fairness(self) -> None:
         self._streak += 1
@@ -54,6 +59,9 @@ class SocketByteStream:
             await trio.lowlevel.checkpoint()
 
     async def receive_some(self) -> bytes:
+        if self._drained:
+            self._streak = 0
+            await trio.lowlevel.wait_readable(self.socket)
         while True:
             try:
                 data = self.socket.recv(RECEIVE_SIZE)
@@ -63,7 +71,9 @@ class SocketByteStream:
                 continue
             except (ConnectionResetError, BrokenPipeError):
                 return b""
-            await self._fairness()
+            self._drained = len(data) < RECEIVE_SIZE
+            if not self._drained:
+                await self._fairness()
             return data
 
     async def send_all(self, data: bytes) -> None:
@@ -88,10 +98,8 @@ class SocketByteStream:
         return trio.SocketStream(trio.socket.from_stdlib_socket(self.socket))
 
     async def aclose(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             trio.lowlevel.notify_closing(self.socket)
-        except (OSError, ValueError):
-            pass
         self.socket.close()
         await trio.lowlevel.checkpoint()
 

@@ -54,7 +54,9 @@ def bind(listener: Listener) -> socket.socket:
         sock.bind((listener.host, listener.port))
     except OSError as exc:
         sock.close()
-        raise StartupError(f"cannot listen on {listener.host}:{listener.port}: {exc.strerror}") from exc
+        raise StartupError(
+            f"cannot listen on {listener.host}:{listener.port}: {exc.strerror}"
+        ) from exc
     sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock

@@ -36,9 +36,7 @@ def pg_root() -> Iterator[Path]:
         pytest.fail(f"PostgreSQL 15 binaries are required at {PG_BIN} (and psql on PATH)")
     root = make_shared_tempdir("hoopd-pg-")
     yield root
-    import time as _t, sys as _s; _t0 = _t.monotonic()
     remove_tree(root)
-    print("RMTREE", _t.monotonic() - _t0, file=_s.stderr)
 
 
 @pytest.fixture(scope="session")

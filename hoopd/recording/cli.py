@@ -20,6 +20,7 @@ from hoopd.recording.frames import Record
 from hoopd.recording.lock import LockHeld
 from hoopd.recording.reader import find_session, list_sessions, read_session
 from hoopd.recording.reindex import ReindexRefused, reindex
+from hoopd.recording.segments import journal_dir
 from hoopd.recording.verify import Break, SessionChecker, VerifyReport, verify
 
 EXIT_OK = 0
@@ -79,6 +80,9 @@ def _with_data_dir(command: Command) -> Callable[[argparse.Namespace], int]:
             # final flush of stdout from failing again.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_PROBLEM
+        except OSError as exc:  # unreadable recordings: say which, without a traceback
+            print(f"hoopd: {exc}", file=sys.stderr)
+            return EXIT_PROBLEM
 
     return run
 
@@ -123,6 +127,10 @@ def _replay(args: argparse.Namespace, data_dir: Path, out: TextIO) -> int:
 
 
 def _verify(args: argparse.Namespace, data_dir: Path, out: TextIO) -> int:
+    if not journal_dir(data_dir).is_dir():
+        # Most likely a wrong path: "all chains intact" would be misleading.
+        print(f"hoopd: no journal in {data_dir}", file=sys.stderr)
+        return EXIT_USAGE
     report = verify(data_dir)
     for line in verify_lines(report):
         print(line, file=out)

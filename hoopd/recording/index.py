@@ -10,6 +10,7 @@ hash) to notice records removed from the end of the journal.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,8 @@ from urllib.parse import quote
 
 from hoopd.recording.jsonable import to_jsonable
 from hoopd.recording.summary import SessionSummary
+
+log = logging.getLogger("hoopd.recording")
 
 INDEX_NAME: Final = "hoopd.sqlite"
 SCHEMA_VERSION: Final = 1
@@ -122,15 +125,19 @@ class IndexWriter:
 
 def load_index(data_dir: Path) -> dict[str, SessionSummary] | None:
     """Every indexed session by id (``state`` is ``ended`` or ``unterminated``);
-    None when there is no index file. Never creates or changes the index."""
+    None when there is no readable index. Never creates or changes the index."""
     path = index_path(data_dir)
     if not path.is_file():
         return None
-    db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
     try:
-        rows = db.execute(f"SELECT {_COLUMNS} FROM sessions ORDER BY id").fetchall()
-    finally:
-        db.close()
+        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM sessions ORDER BY id").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        log.warning("session index %s is unreadable: %s", path, exc)
+        return None
     return {row[0]: _summary(row) for row in rows}
 
 

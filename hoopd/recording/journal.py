@@ -1,4 +1,5 @@
-"""The writer: one append-only journal per gateway, one recorder per session.
+"""The writer: one append-only journal per gateway (sessions record through
+:class:`hoopd.recording.recorder.SessionRecorder`).
 
 Guarantees (docs/recording.md states them for operators):
 
@@ -19,8 +20,6 @@ import errno
 import logging
 import os
 import sqlite3
-import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -28,12 +27,13 @@ import trio
 
 from hoopd.recording.errors import RecorderError
 from hoopd.recording.flush import FlushBatch, GroupCommit
-from hoopd.recording.frames import ZERO_HASH, FrameEncoder, FrameError
+from hoopd.recording.frames import ZERO_HASH, FrameEncoder
 from hoopd.recording.ids import SessionIdGenerator
 from hoopd.recording.index import IndexWriter, index_path
 from hoopd.recording.lock import LockHeld, WriterLock
+from hoopd.recording.recorder import SessionRecorder, describe
 from hoopd.recording.segments import journal_dir, last_frame_hash, list_segments, segment_name
-from hoopd.recording.summary import SessionSummary, accepted_identity
+from hoopd.recording.summary import SessionSummary
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "Durability", "Journal", "RecorderError", "SessionRecorder"]
 
@@ -41,8 +41,6 @@ log = logging.getLogger("hoopd.recording")
 
 Durability = Literal["process-crash", "power-loss"]
 DEFAULT_SEGMENT_BYTES: Final = 256 * 1024 * 1024
-#: How long closing a session waits for its end to be flushed, even when cancelled.
-CLOSE_FLUSH_SECONDS: Final = 5.0
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
 
@@ -69,7 +67,8 @@ class Journal:
         self.durability: Durability = durability
         self._segment_bytes = segment_bytes
         self._lock = lock
-        self._index = index
+        #: The session index (written by recorders at session start and end).
+        self.index = index
         self._dir = journal_dir(data_dir)
         self._dir_fd = dir_fd
         self._ids = SessionIdGenerator()
@@ -120,8 +119,8 @@ class Journal:
                 os.close(dir_fd)
             if lock is not None:
                 lock.release()
-            log.error("cannot open the recording journal in %s: %s", data_dir, _describe(exc))
-            raise RecorderError(f"cannot open journal: {_describe(exc)}") from exc
+            log.error("cannot open the recording journal in %s: %s", data_dir, describe(exc))
+            raise RecorderError(f"cannot open journal: {describe(exc)}") from exc
         try:
             journal = cls(data_dir, durability, segment_bytes, lock, index, dir_fd, last, head)
         except RecorderError:
@@ -133,7 +132,7 @@ class Journal:
             lock.announce(journal.segment)
         except OSError as exc:
             journal.close()
-            raise RecorderError(f"lock file: {_describe(exc)}") from exc
+            raise RecorderError(f"lock file: {describe(exc)}") from exc
         return journal
 
     @property
@@ -176,7 +175,7 @@ class Journal:
         }
         recorder._write([("session_start", body)])
         try:
-            self._index.add(
+            self.index.add(
                 SessionSummary(
                     session_id=session_id,
                     connection=connection,
@@ -217,7 +216,7 @@ class Journal:
             except OSError as exc:
                 log.warning("cannot remove empty segment %s: %s", self.segment, exc)
         _close_quietly(self._dir_fd)
-        self._index.close()
+        self.index.close()
         self._lock.release()
 
     # ------------------------------------------------------------------ writing
@@ -245,7 +244,7 @@ class Journal:
                 written += more
         except OSError as exc:
             self._undo_partial_write(exc)
-            raise RecorderError(f"write: {_describe(exc)}") from exc
+            raise RecorderError(f"write: {describe(exc)}") from exc
         self._size += len(data)
         self.head = head
         return None if self._group is None else self._group.written()
@@ -255,12 +254,12 @@ class Journal:
         return self._group is None or self._group.running
 
     def _undo_partial_write(self, exc: OSError) -> None:
-        log.error("journal write failed in segment %s: %s", self.segment, _describe(exc))
+        log.error("journal write failed in segment %s: %s", self.segment, describe(exc))
         try:
             os.ftruncate(self._fd, self._size)
         except OSError as truncate_exc:
             # The file may end in part of a frame: nothing more may follow it.
-            log.error("cannot cut off a partial write: %s", _describe(truncate_exc))
+            log.error("cannot cut off a partial write: %s", describe(truncate_exc))
             self._broken = truncate_exc
 
     def _rotate(self) -> None:
@@ -281,163 +280,12 @@ class Journal:
         try:
             fd = os.open(self._dir / segment_name(number), _OPEN_FLAGS, 0o600)
         except OSError as exc:
-            log.error("cannot create journal segment %s: %s", number, _describe(exc))
-            raise RecorderError(f"new segment: {_describe(exc)}") from exc
+            log.error("cannot create journal segment %s: %s", number, describe(exc))
+            raise RecorderError(f"new segment: {describe(exc)}") from exc
         self._fd, self._size, self.segment = fd, 0, number
         if self._group is not None:
             self._group.set_current(fd, new_file=True)
         log.info("recording to journal segment %s", number)
-
-
-class SessionRecorder:
-    """Records one session; made by :meth:`Journal.start_session`.
-
-    Not for concurrent use by several tasks: one session's records are a sequence.
-    """
-
-    __slots__ = (
-        "_closed",
-        "_failed",
-        "_identity",
-        "_journal",
-        "_seq",
-        "_statements",
-        "first_segment",
-        "last_segment",
-        "last_time",
-        "prev_hash",
-        "session_id",
-    )
-
-    def __init__(
-        self, journal: Journal, session_id: str, identity: Mapping[str, Any] | None
-    ) -> None:
-        self._journal = journal
-        self.session_id = session_id
-        self._seq = 0
-        self.prev_hash = ZERO_HASH
-        self._statements = 0
-        #: The latest identity: from the start, or from an accepting ``auth`` record.
-        self._identity = identity
-        self._failed = False
-        self._closed = False
-        self.first_segment = journal.segment
-        self.last_segment = journal.segment
-        self.last_time = 0.0
-
-    @property
-    def failed(self) -> bool:
-        return self._failed
-
-    async def append(self, records: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-        """Append ``(kind, body)`` records, in order, with one ``os.write``.
-
-        Returns once they are as durable as the journal promises (see the module
-        docstring). Raises :class:`RecorderError` otherwise; the recorder is then
-        failed and every later append raises too. In process-crash mode this does
-        not yield to other tasks, so cancellation cannot split a write from its
-        return. (A body msgpack cannot encode raises RecorderError without failing
-        the recorder: nothing was written.)
-        """
-        if self._failed or self._closed:
-            raise RecorderError("recorder failed or closed")
-        if not self._journal.flusher_running:
-            # Refuse before writing: a record the caller is told failed should not
-            # appear in the journal when that can be helped.
-            self._failed = True
-            log.error("power-loss durability needs Journal.run() running; it is not")
-            raise RecorderError("journal flusher not running")
-        batch = self._write(records)
-        if batch is not None:
-            await self._wait_durable(batch)
-
-    async def close(self, reason: str) -> None:
-        """Write ``session_end`` (body ``{"reason": reason}``) and the index row's end.
-
-        Never raises: failures are logged and leave the session unterminated.
-        Does not depend on the caller not being cancelled: waiting for the flush
-        (power-loss mode) is shielded for up to :data:`CLOSE_FLUSH_SECONDS`, and
-        skipped if the flusher has already stopped (:meth:`Journal.close` flushes
-        then). Idempotent.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        body: dict[str, Any] = {"reason": reason}
-        if self._failed:
-            # An earlier write failed and was cut off, so the chain is still whole:
-            # try to end it, saying so.
-            body["recording_failed"] = True
-        try:
-            batch = self._write([("session_end", body)])
-            if batch is not None and self._journal.flusher_running:
-                with trio.move_on_after(CLOSE_FLUSH_SECONDS, shield=True):
-                    error = await batch.wait()
-                    if error is not None:
-                        log.error(
-                            "session %s: end written but not flushed: %s", self.session_id, error
-                        )
-            # Otherwise (flusher already stopped at shutdown) the end is written and
-            # Journal.close() flushes it.
-            self._journal._index.finish(
-                self.session_id,
-                ended_at=self.last_time,
-                end_reason=reason,
-                statement_count=self._statements,
-                last_segment=self.last_segment,
-                last_seq=self._seq - 1,
-                head_hash=self.prev_hash,
-                identity=self._identity,
-            )
-        except RecorderError as exc:
-            log.error("session %s: end not recorded: %s", self.session_id, exc.reason)
-        except sqlite3.Error as exc:
-            log.error("session %s: index not updated at end: %s", self.session_id, exc)
-        except Exception:
-            log.exception("session %s: unexpected error while closing", self.session_id)
-
-    def _write(self, records: Sequence[tuple[str, Mapping[str, Any]]]) -> FlushBatch | None:
-        """Encode and write ``records``; the synchronous part of :meth:`append`."""
-        journal = self._journal
-        encode = journal.encoder.encode
-        session_id, seq, prev, head = self.session_id, self._seq, self.prev_hash, journal.head
-        when = time.time()
-        frames = []
-        statements = 0
-        identity = self._identity
-        try:
-            for kind, body in records:
-                frame, prev = encode(session_id, seq, when, kind, body, prev, head)
-                frames.append(frame)
-                head = prev
-                seq += 1
-                if kind == "statement":
-                    statements += 1
-                elif kind == "auth":
-                    identity = accepted_identity(kind, body) or identity
-        except FrameError as exc:
-            log.error("record for session %s not written: %s", session_id, exc)
-            raise RecorderError(str(exc)) from exc
-        if not frames:
-            return None
-        try:
-            batch = journal.write(frames[0] if len(frames) == 1 else b"".join(frames), head)
-        except RecorderError:
-            self._failed = True
-            raise
-        if self._seq == 0:  # the start record may have opened a new segment
-            self.first_segment = journal.segment
-        self._seq, self.prev_hash, self.last_time = seq, prev, when
-        self._statements += statements
-        self._identity = identity
-        self.last_segment = journal.segment
-        return batch
-
-    async def _wait_durable(self, batch: FlushBatch) -> None:
-        error = await batch.wait()
-        if error is not None:
-            self._failed = True
-            raise RecorderError(f"flush: {error}") from error
 
 
 def _previous_head(data_dir: Path) -> tuple[int, bytes]:
@@ -464,12 +312,6 @@ def _fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return f"{errno.errorcode.get(exc.errno, exc.errno)} ({exc.strerror})"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _close_quietly(fd: int) -> None:

@@ -69,7 +69,7 @@ def running_gateway(directory: Path) -> RunInfo | None:
     """Who holds the journal lock right now, or None if nobody does."""
     try:
         fd = os.open(directory / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except OSError:  # no journal yet, or not ours to read: nobody we can see
         return None
     try:
         try:

@@ -195,7 +195,7 @@ def _compare_with_index(
 ) -> None:
     if index is None:
         if checker.chains:
-            report.notes.append("no session index: checks against it were skipped")
+            report.notes.append("no readable session index: checks against it were skipped")
         return
     for session_id, row in sorted(index.items()):
         chain = checker.chains.get(session_id)

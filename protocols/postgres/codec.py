@@ -57,6 +57,18 @@ class _Phase(enum.Enum):
     ENDED = "ended"
 
 
+_TYPED: Final = _Phase.TYPED
+_unpack_length = wire.UINT32.unpack_from
+
+
+def _bad_length(length: int, limit: int) -> ProtocolError:
+    if length < 4:
+        return ProtocolError("invalid message length")
+    return ProtocolError(
+        f"message of {length} bytes exceeds the gateway's limit of {limit} bytes", "54000"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SSLResponse:
     """The server's one-byte answer to an SSLRequest."""
@@ -122,8 +134,8 @@ BackendMessage = (
 Message = FrontendMessage | BackendMessage
 Event = Message | NeedData | ConnectionClosed
 
-_FRONTEND_DECODERS: dict[bytes, Callable[[bytes], FrontendMessage]] = {
-    cls.TAG: cls.decode
+_FRONTEND_DECODERS: dict[int, Callable[[bytes], FrontendMessage]] = {
+    cls.TAG[0]: cls.decode
     for cls in (
         fe.PasswordMessage,
         fe.Query,
@@ -142,8 +154,8 @@ _FRONTEND_DECODERS: dict[bytes, Callable[[bytes], FrontendMessage]] = {
     )
 }
 
-_BACKEND_DECODERS: dict[bytes, Callable[[bytes], BackendMessage]] = {
-    cls.TAG: cls.decode
+_BACKEND_DECODERS: dict[int, Callable[[bytes], BackendMessage]] = {
+    cls.TAG[0]: cls.decode
     for cls in (
         be.Authentication,
         be.BackendKeyData,
@@ -178,7 +190,7 @@ def _copy_response_decoder(tag: bytes) -> Callable[[bytes], BackendMessage]:
 
 
 for _copy_tag in (b"G", b"H", b"W"):
-    _BACKEND_DECODERS[_copy_tag] = _copy_response_decoder(_copy_tag)
+    _BACKEND_DECODERS[_copy_tag[0]] = _copy_response_decoder(_copy_tag)
 
 _BACKEND_TYPES = (
     be.Authentication,
@@ -213,7 +225,10 @@ class PostgresCodec:
     def __init__(self, role: Role, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.role = role
         self.max_message_size = max_message_size
-        self._phase = _Phase.STARTUP if role is Role.SERVER else _Phase.TYPED
+        self._phase = _Phase.STARTUP if role is Role.SERVER else _TYPED
+        self._decoders = _FRONTEND_DECODERS if role is Role.SERVER else _BACKEND_DECODERS
+        #: Tags of messages to consume without returning them; see ``passing_bulk``.
+        self.pass_through: frozenset[int] = frozenset()
         self._buf = b""
         self._pos = 0  # start of the first undecoded byte in _buf
         self._mark = 0  # start of decoded bytes not yet handed out by take_consumed
@@ -244,47 +259,66 @@ class PostgresCodec:
     def next_event(self) -> Event:
         """The next complete message, ``NEED_DATA``, or ``CONNECTION_CLOSED``.
 
-        Raises ``ProtocolError`` on malformed or oversized input, or on a close in
-        the middle of a message.
+        Messages whose tag is in ``pass_through`` are consumed without being
+        returned (see ``passing_bulk``). Raises ``ProtocolError`` on malformed or
+        oversized input, or on a close in the middle of a message.
         """
+        if self._phase is not _TYPED:
+            return self._next_untyped()
+        # The hot path of every relayed message: kept to plain locals on purpose.
+        buf, pos = self._buf, self._pos
+        while True:
+            if len(buf) - pos < 5:
+                self._pos = pos
+                if not self._join_if_available(5):
+                    return self._end_of_input()
+                buf, pos = self._buf, self._pos
+            length = _unpack_length(buf, pos + 1)[0]
+            if length < 4 or length > self.max_message_size:
+                self._pos = pos
+                raise _bad_length(length, self.max_message_size)
+            end = pos + 1 + length
+            if end > len(buf):
+                self._pos = pos
+                if not self._join_if_available(end - pos):
+                    return self._end_of_input()
+                buf, pos = self._buf, self._pos
+                end = pos + 1 + length
+            tag = buf[pos]
+            if tag in self.pass_through:
+                pos = end
+                continue
+            self._pos = end
+            decoder = self._decoders.get(tag)
+            if decoder is None:
+                return self._undecodable(buf[pos : pos + 1], buf[pos + 5 : end])
+            return decoder(buf[pos + 5 : end])
+
+    def _undecodable(self, tag: bytes, body: bytes) -> Message:
+        if self.role is Role.SERVER:
+            raise ProtocolError(f"invalid frontend message type {tag!r}")
+        return Unknown(tag, body)
+
+    def _next_untyped(self) -> Event:
+        """Startup-phase messages, the answer to an encryption request, or the end."""
         if self._phase is _Phase.AWAIT_SSL_RESPONSE:
             return self._next_ssl_response()
         if self._phase is _Phase.ENDED:
             if self.buffered:
                 raise ProtocolError("unexpected data after a cancel request")
             return CONNECTION_CLOSED if self._eof else NEED_DATA
-        typed = self._phase is _Phase.TYPED
-        header = 5 if typed else 4
-        if len(self._buf) - self._pos < header and not self._join_if_available(header):
+        if len(self._buf) - self._pos < 4 and not self._join_if_available(4):
+            return self._end_of_input()
+        length = _unpack_length(self._buf, self._pos)[0]
+        if length < 8:
+            raise ProtocolError("invalid message length")
+        if length > MAX_STARTUP_PACKET:
+            raise _bad_length(length, MAX_STARTUP_PACKET)
+        if len(self._buf) - self._pos < length and not self._join_if_available(length):
             return self._end_of_input()
         pos = self._pos
-        buf = self._buf
-        if typed:
-            tag = buf[pos : pos + 1]
-            length = wire.UINT32.unpack_from(buf, pos + 1)[0]
-            end = pos + 1 + length
-            limit = self.max_message_size
-        else:
-            length = wire.UINT32.unpack_from(buf, pos)[0]
-            end = pos + length
-            limit = MAX_STARTUP_PACKET
-        if length < 4 or (not typed and length < 8):
-            raise ProtocolError("invalid message length")
-        if length > limit:
-            raise ProtocolError(
-                f"message of {length} bytes exceeds the gateway's limit of {limit} bytes",
-                "54000",
-            )
-        if end > len(buf):
-            if not self._join_if_available(end - pos):
-                return self._end_of_input()
-            buf = self._buf
-            pos = self._pos
-            end = pos + (1 + length if typed else length)
-        self._pos = end
-        if typed:
-            return self._decode_typed(tag, buf[pos + 5 : end])
-        return self._decode_startup(buf[pos + 4 : end])
+        self._pos = pos + length
+        return self._decode_startup(self._buf[pos + 4 : pos + length])
 
     def _join_if_available(self, needed: int) -> bool:
         """Make ``needed`` bytes from _pos contiguous in _buf, if that many arrived."""
@@ -304,21 +338,10 @@ class PostgresCodec:
             raise ProtocolError("connection closed in the middle of a message")
         return CONNECTION_CLOSED
 
-    def _decode_typed(self, tag: bytes, body: bytes) -> Message:
-        if self.role is Role.SERVER:
-            decoder = _FRONTEND_DECODERS.get(tag)
-            if decoder is None:
-                raise ProtocolError(f"invalid frontend message type {tag!r}")
-            return decoder(body)
-        backend_decoder = _BACKEND_DECODERS.get(tag)
-        if backend_decoder is None:
-            return Unknown(tag, body)
-        return backend_decoder(body)
-
     def _decode_startup(self, body: bytes) -> FrontendMessage:
         message = fe.decode_startup(body)
         if isinstance(message, fe.StartupMessage):
-            self._phase = _Phase.TYPED
+            self._phase = _TYPED
         elif isinstance(message, fe.CancelRequest):
             self._phase = _Phase.ENDED
         else:
@@ -338,10 +361,21 @@ class PostgresCodec:
             raise ProtocolError(f"invalid answer to an encryption request: {answer!r}")
         if self.buffered:
             raise ProtocolError("unexpected data after the server's answer to an SSL request")
-        self._phase = _Phase.TYPED
+        self._phase = _TYPED
         return SSLResponse(answer == self._accept_byte)
 
     # ------------------------------------------------------------ forwarding
+
+    def passing_bulk(self, enabled: bool = True) -> None:
+        """Consume bulk messages without returning them: CopyData both ways, and
+        DataRow from a server ('D' from a client is Describe, which is always decoded).
+
+        Only framing is checked for them; their bytes still come out of
+        ``take_consumed``. A relay that needs no row contents turns this on, so a
+        large result or COPY costs a fraction of full decoding.
+        """
+        bulk = b"d" if self.role is Role.SERVER else b"dD"
+        self.pass_through = frozenset(bulk) if enabled else frozenset()
 
     def take_consumed(self) -> bytes:
         """The exact bytes of the messages decoded since the last call."""

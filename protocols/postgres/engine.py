@@ -14,6 +14,7 @@ client, so each stream has a single writer at every moment.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -224,6 +225,9 @@ class _Relay:
         self.target: ByteStream = upstream.stream
         self.target_codec = upstream.codec
         self.tracker = StatementTracker()
+        # Rows and COPY data carry no command and no result summary: frame them only.
+        self.client_codec.passing_bulk()
+        self.target_codec.passing_bulk()
         self.end = SessionEnd("client closed the connection")
 
     async def client_to_target(self) -> None:
@@ -341,7 +345,5 @@ async def _last_words(stream: ByteStream, reply: bytes) -> None:
     if not reply:
         return
     with trio.move_on_after(_REPLY_DEADLINE):
-        try:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await stream.send_all(reply)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass

@@ -19,7 +19,9 @@ skips everything up to the next ``Sync``; the queue does the same.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Final
 
 from hoopd.events import CommandResult, SqlClassification, SqlStatement
 
@@ -115,29 +117,35 @@ class StatementTracker:
 
     def result_for(self, message: object) -> tuple[int | None, CommandResult] | None:
         """The result this target message reports, with the number of its command."""
-        if isinstance(message, be.CommandComplete):
-            head = self._head({"query", "execute"})
-            result = CommandResult(tag=message.tag, rows=message.row_count())
-            return self._answer(head, result)
-        if isinstance(message, be.EmptyQueryResponse):
-            return self._answer(self._head({"query", "execute"}), CommandResult(tag=""))
-        if isinstance(message, be.PortalSuspended):
-            return self._answer(self._head({"execute"}), CommandResult(tag="(suspended)"))
-        if isinstance(message, be.ErrorResponse):
-            return self._error(CommandResult(error=message.named()))
-        if isinstance(message, be.FunctionCallResponse):
-            return self._answer(self._head({"query"}), CommandResult(tag="(function result)"))
-        if isinstance(message, be.ReadyForQuery):
-            self._pop_through({"query", "sync"})
-        elif isinstance(message, (be.ParseComplete, be.BindComplete, be.CloseComplete)):
-            self._pop_if("other")
-        elif isinstance(message, (be.RowDescription, be.NoData)):
-            # An answer to Describe; a RowDescription inside a simple query's
-            # results arrives while the head is that query, and is left alone.
-            self._pop_if("other")
-        return None
+        handler = _RESULT_HANDLERS.get(type(message))
+        return None if handler is None else handler(self, message)
 
-    def _head(self, kinds: set[str]) -> _Pending | None:
+    def _on_complete(self, message: be.CommandComplete) -> tuple[int | None, CommandResult]:
+        head = self._head(_QUERY_OR_EXECUTE)
+        return self._answer(head, CommandResult(tag=message.tag, rows=message.row_count()))
+
+    def _on_empty_query(self, message: object) -> tuple[int | None, CommandResult]:
+        return self._answer(self._head(_QUERY_OR_EXECUTE), CommandResult(tag=""))
+
+    def _on_suspended(self, message: object) -> tuple[int | None, CommandResult]:
+        return self._answer(self._head(_EXECUTE), CommandResult(tag="(suspended)"))
+
+    def _on_error(self, message: be.ErrorResponse) -> tuple[int | None, CommandResult]:
+        return self._error(CommandResult(error=message.named()))
+
+    def _on_function_result(self, message: object) -> tuple[int | None, CommandResult]:
+        return self._answer(self._head(_QUERY), CommandResult(tag="(function result)"))
+
+    def _on_ready(self, message: object) -> None:
+        self._pop_through(_QUERY_OR_SYNC)
+
+    def _on_other_answer(self, message: object) -> None:
+        # ParseComplete, BindComplete, CloseComplete, and Describe's RowDescription
+        # or NoData. A RowDescription inside a simple query's results arrives while
+        # the head is that query, and is left alone.
+        self._pop_if("other")
+
+    def _head(self, kinds: frozenset[str]) -> _Pending | None:
         head = self._pending[0] if self._pending else None
         return head if head is not None and head.kind in kinds else None
 
@@ -165,7 +173,28 @@ class StatementTracker:
         if self._pending and self._pending[0].kind == kind:
             self._pending.popleft()
 
-    def _pop_through(self, kinds: set[str]) -> None:
+    def _pop_through(self, kinds: frozenset[str]) -> None:
         while self._pending:
             if self._pending.popleft().kind in kinds:
                 return
+
+
+_QUERY: Final = frozenset({"query"})
+_EXECUTE: Final = frozenset({"execute"})
+_QUERY_OR_EXECUTE: Final = frozenset({"query", "execute"})
+_QUERY_OR_SYNC: Final = frozenset({"query", "sync"})
+
+# Dispatch by exact message type: this runs for every message a target sends.
+_RESULT_HANDLERS: Final[dict[type, Callable[[StatementTracker, Any], Any]]] = {
+    be.CommandComplete: StatementTracker._on_complete,
+    be.EmptyQueryResponse: StatementTracker._on_empty_query,
+    be.PortalSuspended: StatementTracker._on_suspended,
+    be.ErrorResponse: StatementTracker._on_error,
+    be.FunctionCallResponse: StatementTracker._on_function_result,
+    be.ReadyForQuery: StatementTracker._on_ready,
+    be.ParseComplete: StatementTracker._on_other_answer,
+    be.BindComplete: StatementTracker._on_other_answer,
+    be.CloseComplete: StatementTracker._on_other_answer,
+    be.RowDescription: StatementTracker._on_other_answer,
+    be.NoData: StatementTracker._on_other_answer,
+}

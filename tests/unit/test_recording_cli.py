@@ -230,6 +230,14 @@ async def test_data_dir_falls_back_to_the_environment_then_hoopd_data(
     assert from_env in run_cli(["sessions", "--data-dir", "env"]).out
 
 
+async def test_verify_of_a_directory_without_recordings_does_not_claim_success(
+    tmp_path: Path,
+) -> None:
+    done = run_cli(["audit", "verify", "--data-dir", str(tmp_path / "typo")])
+    assert done.status == 2 and "no journal in" in done.err
+    assert "intact" not in done.out
+
+
 async def test_an_unreadable_config_file_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "hoopd.toml"
     bad.write_text("[gateway\n")
