@@ -87,7 +87,9 @@ hoopd demo is ready. The gateway holds the database password; you hold a token.
   Try:
     SELECT full_name, email FROM customers;
     UPDATE products SET price = price * 1.1 WHERE id = 1;
-    pgbench -h 127.0.0.1 -p {port} -U demo -n -S -t 100 {DATABASE}   (with PGPASSWORD and PGSSLMODE=require)
+  pgbench through the gateway (the same token, TLS as above):
+    PGPASSWORD={token} PGSSLMODE=require pgbench -h 127.0.0.1 -p {port} -U demo -i {DATABASE}
+    PGPASSWORD={token} PGSSLMODE=require pgbench -h 127.0.0.1 -p {port} -U demo -S -T 10 {DATABASE}
 
   Then look at what was recorded:
     hoopd sessions {here}

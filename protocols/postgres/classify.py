@@ -187,7 +187,9 @@ def _parse_and_walk(sql: str) -> tuple[SqlClassification, bool]:
         tree_json = _pg.parse_sql_json(sql)
     except _pg.ParseError as exc:
         return _unparseable(_parser_message(exc)), False
-    except UnicodeEncodeError:  # lone surrogates: no byte sequence PostgreSQL could receive
+    except UnicodeEncodeError:
+        # Lone surrogates: how the engine decodes bytes that are not UTF-8. A UTF8
+        # server rejects those bytes too.
         return _unparseable(ENCODING_MESSAGE), False
     statements = json.loads(tree_json).get("stmts") or []
     if not statements:
