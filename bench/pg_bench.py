@@ -245,7 +245,7 @@ def run_benchmark(settings: Settings, root: Path, errors: list[str]) -> list[Cel
         raise BenchSetupError(problem)
 
     print(f"pgbench -i -s {SCALE} (direct) ...", flush=True)
-    print(f"  done in {initialise_pgbench(direct.leg):.1f} s", flush=True)
+    print(f"  done in {initialise_pgbench(cluster, direct.leg):.1f} s", flush=True)
     data_file = root / "copy.data"
     started = time.monotonic()
     rows = prepare_copy(cluster, direct.leg, data_file, settings.copy_mb)
@@ -364,7 +364,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         cells = run_benchmark(settings, root, errors)
-    except (BenchSetupError, ClusterError) as exc:
+    except (BenchSetupError, ClusterError, RunFailed) as exc:
         print(f"pg_bench: cannot benchmark: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -79,11 +79,15 @@ def _run_client(
 # --- preparation (direct, untimed) --------------------------------------------------------
 
 
-def initialise_pgbench(direct: Leg) -> float:
+def initialise_pgbench(cluster: LocalCluster, direct: Leg) -> float:
     """``pgbench -i -s 10`` straight at the target; returns the seconds it took."""
     started = time.monotonic()
     _run_client(direct, ["pgbench", "-i", "-q", "-s", str(SCALE)], timeout=600)
-    return time.monotonic() - started
+    elapsed = time.monotonic() - started
+    accounts = cluster.psql("SELECT count(*) FROM pgbench_accounts;", database="bench").strip()
+    if accounts != str(SCALE * 100_000):
+        raise RunFailed(f"pgbench -i left {accounts} rows in pgbench_accounts")
+    return elapsed
 
 
 def prepare_copy(cluster: LocalCluster, direct: Leg, data_file: Path, megabytes: float) -> int:
@@ -92,6 +96,7 @@ def prepare_copy(cluster: LocalCluster, direct: Leg, data_file: Path, megabytes:
     rows = max(1, round(megabytes * 1_000_000 / _COPY_ROW_BYTES))
     sql = f"""
 SET ROLE bench;
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS {COPY_SOURCE_TABLE}, {COPY_TARGET_TABLE};
 CREATE TABLE {COPY_SOURCE_TABLE} (
     id bigint, digest text, other text, at timestamptz, bucket int
@@ -99,7 +104,7 @@ CREATE TABLE {COPY_SOURCE_TABLE} (
 INSERT INTO {COPY_SOURCE_TABLE}
 SELECT i, md5(i::text), md5((i * 7919)::text),
        timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second', i % 1000
-FROM generate_series(1, {rows}) AS i;
+FROM generate_series(1::bigint, {rows}) AS i;
 CREATE TABLE {COPY_TARGET_TABLE} (LIKE {COPY_SOURCE_TABLE});
 VACUUM ANALYZE {COPY_SOURCE_TABLE};
 """

@@ -26,6 +26,7 @@ import trio
 RECEIVE_SIZE = 65536
 # After this many calls that completed without waiting, yield to the scheduler once.
 _YIELD_EVERY = 16
+_GRACEFUL_CLOSE_SECONDS = 1.0
 
 
 class ByteStream(Protocol):
@@ -120,7 +121,13 @@ class TrioByteStream:
         await self.stream.send_all(data)
 
     async def aclose(self) -> None:
-        await trio.aclose_forcefully(self.stream)
+        # A graceful close sends TLS close_notify, which some clients (libpq's
+        # encrypted cancel) insist on; a peer that stalls it is cut off.
+        with trio.move_on_after(_GRACEFUL_CLOSE_SECONDS) as scope:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await self.stream.aclose()
+        if scope.cancelled_caught:
+            await trio.aclose_forcefully(self.stream)
 
 
 async def connect_tcp(host: str, port: int) -> SocketByteStream:

@@ -141,7 +141,8 @@ async def serve(
                     listener.port,
                     ", ".join(c.name for c in listener.connections),
                 )
-            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            # Signals are handled before anyone is told we are ready.
+            await nursery.start(_stop_on_signal, nursery.cancel_scope)
             if on_ready is not None:
                 on_ready(listeners)
             task_status.started(listeners)
@@ -151,8 +152,11 @@ async def serve(
         journal.close()
 
 
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
+async def _stop_on_signal(
+    scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        task_status.started()
         async for signum in signals:
             if signum == signal.SIGHUP:
                 log.info("SIGHUP: nothing to reload yet")

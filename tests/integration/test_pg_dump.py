@@ -14,8 +14,6 @@ import pytest
 from tests.support.gateway import Gateway, Route, running_gateway
 from tests.support.pgserver import PgServer
 
-pytestmark = pytest.mark.slow
-
 SAMPLE_DDL = """
 set role app;
 create table if not exists dump_sample (

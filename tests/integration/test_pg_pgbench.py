@@ -11,8 +11,6 @@ import pytest
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.pgserver import PgServer
 
-pytestmark = pytest.mark.slow
-
 CLIENTS = 4
 TRANSACTIONS = 200
 

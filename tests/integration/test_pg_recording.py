@@ -174,7 +174,6 @@ def _journal_size(data_dir: Path) -> int:
     return segments[-1].stat().st_size
 
 
-@pytest.mark.slow
 def test_recorder_failure_blocks_the_statement(pg: PgServer, tmp_path: Path) -> None:
     """The journal cannot grow past a file size limit (RLIMIT_FSIZE). Small statements are
     sent while there is clearly room for them and their results; then one statement whose

@@ -302,3 +302,63 @@ def test_channel_binding_require_is_refused_by_the_client(gw: Gateway, pg: PgSer
     assert done.returncode == 2
     assert "channel binding required" in done.stderr
     _no_upstream_connection_since(pg, mark)
+
+
+def test_generated_certificate_verifies_with_verify_full(gw: Gateway, pg: PgServer) -> None:
+    """Without a configured certificate the gateway generates one; a client that pins it as
+    its root (sslrootcert) and checks the host name (verify-full) connects."""
+    generated = gw.data_dir / "tls" / "server.crt"
+    assert generated.is_file()
+    marker = unique_marker("pinned")
+    mark = pg.log_mark()
+    done = gw.psql(
+        "-At",
+        "-c",
+        f"select current_user, '{marker}'",
+        sslmode="verify-full",
+        conn_extra={"sslrootcert": str(generated)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"app|{marker}"
+    assert f"select current_user, '{marker}'" in pg.statements_logged(since=mark)
+    # The key next to it is private to the gateway.
+    assert (gw.data_dir / "tls" / "server.key").stat().st_mode & 0o077 == 0
+
+
+def test_configured_client_certificate_is_presented(pg: PgServer, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key, root = tmp_path / "gw.crt", tmp_path / "gw.key", tmp_path / "ca.crt"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(root))
+    marker = unique_marker("own_cert")
+    with running_gateway(
+        pg, tmp_path / "gw", client_cert_file=cert, client_key_file=key
+    ) as gateway:
+        mark = pg.log_mark()
+        done = gateway.psql(
+            "-At",
+            "-c",
+            f"select '{marker}'",
+            sslmode="verify-full",
+            conn_extra={"sslrootcert": str(root)},
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"select '{marker}'" in pg.statements_logged(since=mark)
+        # A client that trusts some other CA refuses the gateway.
+        refused = gateway.psql(
+            "-c",
+            "select 1",
+            sslmode="verify-full",
+            conn_extra={"sslrootcert": str(_other_ca_root(tmp_path))},
+        )
+        assert refused.returncode == 2
+        assert "certificate verify failed" in refused.stderr
+        assert not (gateway.data_dir / "tls" / "server.crt").exists()
+
+
+def _other_ca_root(tmp_path: Path) -> Path:
+    path = tmp_path / "other-ca.crt"
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return path
