@@ -1,4 +1,4 @@
-"""Measure what recording costs: ``python -m hoopd.recording.bench [DIR]``.
+"""Measure what recording costs: ``python bench/recording_append.py [DIR]``.
 
 Prints the CPU time one ``append`` takes in process-crash mode (best and median
 of five rounds, for one and for two records: a statement, or a result plus the
