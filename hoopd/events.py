@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+_RECORD_CACHE_ENTRIES = 10_000
+_CLASSIFICATION_RECORDS: dict[SqlClassification, dict[str, Any]] = {}
+
 
 @dataclass(frozen=True, slots=True)
 class SqlClassification:
@@ -35,7 +38,21 @@ class SqlClassification:
     parse_error: str | None = None
 
     def to_record(self) -> dict[str, Any]:
-        """A plain-dict form with sorted lists, stable for recording and JSON output."""
+        """A plain-dict form with sorted lists, stable for recording and JSON output.
+
+        Computed once per classification (classifications are cached and shared by
+        every statement with the same text); callers must not modify it.
+        """
+        cached = _CLASSIFICATION_RECORDS.get(self)
+        if cached is not None:
+            return cached
+        record = self._build_record()
+        if len(_CLASSIFICATION_RECORDS) >= _RECORD_CACHE_ENTRIES:
+            _CLASSIFICATION_RECORDS.clear()
+        _CLASSIFICATION_RECORDS[self] = record
+        return record
+
+    def _build_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
             "kinds": sorted(self.kinds),
             "tables_read": sorted(self.tables_read),

@@ -78,7 +78,18 @@ class SocketByteStream:
             return data
 
     async def send_all(self, data: bytes) -> None:
-        view = memoryview(data)
+        try:
+            sent = self.socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if sent == len(data):  # the common case: the kernel took it all at once
+            await self._fairness()
+            return
+        await self._send_rest(memoryview(data)[sent:])
+
+    async def _send_rest(self, view: memoryview) -> None:
         try:
             while view:
                 try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from hoopd.codec import ProtocolError
 
@@ -96,8 +96,9 @@ class ReadyForQuery:
         return wire.frame(self.TAG, self.status.encode())
 
 
-@dataclass(frozen=True, slots=True)
-class FieldDescription:
+class FieldDescription(NamedTuple):
+    """One column of a RowDescription (a named tuple: built for every result set)."""
+
     name: str
     table_oid: int
     column_number: int

@@ -87,11 +87,15 @@ def classify(sql: str) -> SqlClassification:
     if cached is not None:
         return cached
     shape = _shape_key(sql)
-    result = _BY_SHAPE.get(shape) if shape is not None else None
-    if result is None:
-        result, shareable = _analyse(sql)
-        if shape is not None and shareable:
-            _BY_SHAPE.put(shape, result)
+    if shape is not None:
+        result = _BY_SHAPE.get(shape)
+        if result is not None:
+            # Not copied into the text cache: texts that vary only in constants
+            # (simple-protocol statements) would churn it for nothing.
+            return result
+    result, shareable = _analyse(sql)
+    if shape is not None and shareable:
+        _BY_SHAPE.put(shape, result)
     _BY_TEXT.put(sql, result)
     return result
 

@@ -102,16 +102,9 @@ class StatementTracker:
 
     def forwarded(self, message: object, command: SqlStatement | None, number: int | None) -> None:
         """Note that ``message`` went to the target, so its answer can be attributed."""
-        if isinstance(message, fe.Query):
-            self._pending.append(_Pending("query", command, number))
-        elif isinstance(message, fe.Execute):
-            self._pending.append(_Pending("execute", command, number))
-        elif isinstance(message, fe.FunctionCall):
-            self._pending.append(_Pending("query", command, number))
-        elif isinstance(message, fe.Sync):
-            self._pending.append(_Pending("sync"))
-        elif isinstance(message, (fe.Parse, fe.Bind, fe.Close, fe.Describe)):
-            self._pending.append(_Pending("other"))
+        kind = _AWAITS_ANSWER.get(type(message))
+        if kind is not None:
+            self._pending.append(_Pending(kind, command, number))
 
     # -------------------------------------------------------------- backend
 
@@ -178,6 +171,20 @@ class StatementTracker:
             if self._pending.popleft().kind in kinds:
                 return
 
+
+# What each forwarded client message waits for: "query" (answered by results and
+# ReadyForQuery), "execute" (one result), "sync" (ReadyForQuery), "other" (one
+# acknowledgement). Flush and COPY messages wait for nothing of their own.
+_AWAITS_ANSWER: Final[dict[type, str]] = {
+    fe.Query: "query",
+    fe.FunctionCall: "query",
+    fe.Execute: "execute",
+    fe.Sync: "sync",
+    fe.Parse: "other",
+    fe.Bind: "other",
+    fe.Close: "other",
+    fe.Describe: "other",
+}
 
 _QUERY: Final = frozenset({"query"})
 _EXECUTE: Final = frozenset({"execute"})
