@@ -53,11 +53,13 @@ class SocketByteStream:
         # saving that system call; after a full read, try the call first.
         self._drained = True
 
-    async def _fairness(self) -> None:
+    def _yield_due(self) -> bool:
+        """Count a call that completed without waiting; True once every few of them."""
         self._streak += 1
-        if self._streak >= _YIELD_EVERY:
-            self._streak = 0
-            await trio.lowlevel.checkpoint()
+        if self._streak < _YIELD_EVERY:
+            return False
+        self._streak = 0
+        return True
 
     async def receive_some(self) -> bytes:
         if self._drained:
@@ -73,8 +75,8 @@ class SocketByteStream:
             except (ConnectionResetError, BrokenPipeError):
                 return b""
             self._drained = len(data) < RECEIVE_SIZE
-            if not self._drained:
-                await self._fairness()
+            if not self._drained and self._yield_due():
+                await trio.lowlevel.checkpoint()
             return data
 
     async def send_all(self, data: bytes) -> None:
@@ -85,7 +87,8 @@ class SocketByteStream:
         except OSError as exc:
             raise trio.BrokenResourceError(str(exc)) from exc
         if sent == len(data):  # the common case: the kernel took it all at once
-            await self._fairness()
+            if self._yield_due():
+                await trio.lowlevel.checkpoint()
             return
         await self._send_rest(memoryview(data)[sent:])
 
@@ -103,7 +106,8 @@ class SocketByteStream:
             raise trio.BrokenResourceError(str(exc)) from exc
         finally:
             view.release()
-        await self._fairness()
+        if self._yield_due():
+            await trio.lowlevel.checkpoint()
 
     def to_trio_stream(self) -> trio.SocketStream:
         """Hand the socket to trio (to wrap it in TLS); this object must not be used after."""
