@@ -8,11 +8,14 @@ come from the input itself, to a codec in each role and phase:
 * a client-role codec (the input is what a server sends),
 * a client-role codec waiting for the answer to its SSLRequest or GSSENCRequest.
 
+The chunked feeding is repeated with ``passing_bulk()`` on.
+
 Anything escaping the codec other than ``ProtocolError`` is a bug, and so is any
 of these broken invariants: every decoded message re-encodes to exactly the bytes
-``take_consumed`` hands out for it; both feedings decode the same messages; the
-lazily decoded parts of messages (DataRow values, Bind parameters, ...) raise
-nothing but ``ProtocolError`` either.
+``take_consumed`` hands out for it, and those bytes are the input, in order; both
+feedings decode the same messages; passing bulk messages through leaves the other
+messages and the outcome unchanged; the lazily decoded parts of messages (DataRow
+values, Bind parameters, ...) raise nothing but ``ProtocolError`` either.
 
 Run ``python fuzz/fuzz_pg_codec.py -help=1`` for libFuzzer's options; see README.md.
 """
@@ -29,6 +32,7 @@ with atheris.instrument_imports():
     from hoopd.codec import NEED_DATA, ProtocolError
     from hoopd.protocols.postgres import backend as be
     from hoopd.protocols.postgres import frontend as fe
+    from hoopd.protocols.postgres.bidirectional import CopyData
     from hoopd.protocols.postgres.codec import (
         ConnectionClosed,
         Event,
@@ -117,24 +121,36 @@ def _exercise(event: Event) -> None:
 def _run(
     codec: PostgresCodec, chunks: list[bytes], accept: bytes
 ) -> tuple[list[Event], str | None]:
-    """Decode everything; return the events and the ProtocolError's message, if any."""
+    """Decode everything; return the events and the ProtocolError's message, if any.
+
+    The bytes handed out by ``take_consumed`` must be a prefix of the input, and
+    end with the exact encoding of the message just returned (before it may come
+    messages the codec passed through without returning them).
+    """
     events: list[Event] = []
+    data = b"".join(chunks)
+    forwarded = 0
     try:
         for chunk in [*chunks, b""]:
             codec.receive_data(chunk)
             while True:
                 event = codec.next_event()
-                if event is NEED_DATA:
-                    break
-                events.append(event)
-                if isinstance(event, ConnectionClosed):
+                if event is NEED_DATA or isinstance(event, ConnectionClosed):
+                    forwarded = _check_forwarded(codec.take_consumed(), data, forwarded)
+                    if event is NEED_DATA:
+                        break
+                    events.append(event)
                     return events, None
+                events.append(event)
                 consumed = codec.take_consumed()
+                forwarded = _check_forwarded(consumed, data, forwarded)
                 if isinstance(event, SSLResponse):
                     expected = accept if event.accepted else b"N"
                 else:
                     expected = event.encode()  # type: ignore[union-attr]
-                if consumed != expected:
+                if not consumed.endswith(expected) or (
+                    not codec.pass_through and consumed != expected
+                ):
                     raise AssertionError(
                         f"{event!r} re-encodes to {expected!r}, received as {consumed!r}"
                     )
@@ -144,6 +160,23 @@ def _run(
             raise AssertionError(f"malformed ProtocolError {exc!r}") from exc
         return events, exc.message
     raise AssertionError("the codec never reported the end of the stream")
+
+
+def _check_forwarded(consumed: bytes, data: bytes, forwarded: int) -> int:
+    if data[forwarded : forwarded + len(consumed)] != consumed:
+        raise AssertionError(f"take_consumed returned {consumed!r}, not the next input bytes")
+    return forwarded + len(consumed)
+
+
+def _bulk(make_codec: Callable[[], PostgresCodec]) -> PostgresCodec:
+    codec = make_codec()
+    codec.passing_bulk()
+    return codec
+
+
+def _not_bulk(events: list[Event], role: Role) -> list[Event]:
+    bulk = (CopyData,) if role is Role.SERVER else (CopyData, be.DataRow)
+    return [event for event in events if not isinstance(event, bulk)]
 
 
 def _before_encryption(events: list[Event]) -> list[Event]:
@@ -174,6 +207,14 @@ def TestOneInput(data: bytes) -> None:
             raise AssertionError(
                 f"{make_codec.__name__}: chunking changed the outcome: "
                 f"{whole_error!r} != {split_error!r}"
+            )
+        bulk = _bulk(make_codec)
+        bulk_events, bulk_error = _run(bulk, chunks, accept)
+        if (bulk_events, bulk_error) != (_not_bulk(split_events, bulk.role), split_error):
+            raise AssertionError(
+                f"{make_codec.__name__}: passing bulk messages changed the others:\n"
+                f"  all:  {split_events!r} ({split_error})\n"
+                f"  bulk: {bulk_events!r} ({bulk_error})"
             )
 
 

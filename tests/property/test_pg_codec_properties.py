@@ -179,6 +179,34 @@ def test_chunks_of_whole_messages_are_forwarded_as_received(
         assert codec.take_consumed() is chunk
 
 
+@given(server_streams(), st.data(), st.sets(st.integers(1, 20)))
+def test_passing_bulk_from_a_server_keeps_everything_else(
+    stream: tuple[list[BackendMessage], bytes], data: st.DataObject, take_after: set[int]
+) -> None:
+    messages, raw = stream
+    codec = PostgresCodec(Role.CLIENT)
+    codec.passing_bulk()
+    chunks = data.draw(chunkings(raw), label="chunks")
+    events, consumed = _run(codec, chunks, take_after.__contains__)
+    kept = [m for m in messages if not isinstance(m, CopyData | be.DataRow)]
+    assert events == [*kept, ConnectionClosed()]
+    assert consumed == raw
+
+
+@given(st.lists(TYPED_FRONTEND_MESSAGES, max_size=12), st.data(), st.sets(st.integers(1, 20)))
+def test_passing_bulk_from_a_client_keeps_everything_else(
+    messages: list[FrontendMessage], data: st.DataObject, take_after: set[int]
+) -> None:
+    raw = b"".join(_encode(m) for m in messages)
+    codec = _server(started=True)
+    codec.passing_bulk()
+    chunks = data.draw(chunkings(raw), label="chunks")
+    events, consumed = _run(codec, chunks, take_after.__contains__)
+    # Only CopyData: a client's 'D' is Describe, never passed over.
+    assert events == [*(m for m in messages if not isinstance(m, CopyData)), ConnectionClosed()]
+    assert consumed == raw
+
+
 # ------------------------------------------------------- (3) arbitrary input
 
 
@@ -219,10 +247,14 @@ CLIENT_INPUT = st.one_of(
 def _consume_all(codec: PostgresCodec, chunks: list[bytes], accept: bytes = b"S") -> list[Event]:
     """Decode until the end; only ProtocolError may escape (and is swallowed here).
 
-    Every message must re-encode to exactly the bytes handed out for it; ``accept``
-    is the byte by which the server accepts an encryption request.
+    Every message must re-encode to exactly the bytes handed out for it (preceded,
+    when the codec passes bulk messages, by theirs), and all bytes handed out must
+    be the input in order. ``accept`` is the byte by which the server accepts an
+    encryption request.
     """
     events: list[Event] = []
+    stream = b"".join(chunks)
+    taken: list[bytes] = []
     try:
         for chunk in [*chunks, b""]:
             codec.receive_data(chunk)
@@ -231,21 +263,32 @@ def _consume_all(codec: PostgresCodec, chunks: list[bytes], accept: bytes = b"S"
                 if isinstance(event, ConnectionClosed):
                     return events
                 consumed = codec.take_consumed()
+                taken.append(consumed)
                 if isinstance(event, SSLResponse):
-                    assert consumed == (accept if event.accepted else b"N")
+                    expected = accept if event.accepted else b"N"
                 else:
-                    assert consumed == event.encode()  # type: ignore[union-attr]
+                    expected = event.encode()  # type: ignore[union-attr]
+                if codec.pass_through:
+                    assert consumed.endswith(expected)
+                else:
+                    assert consumed == expected
+            taken.append(codec.take_consumed())
     except ProtocolError as exc:
         assert exc.code in {"08P01", "54000", "0A000"}
         assert isinstance(exc.message, str)
+    finally:
+        forwarded = b"".join(taken)
+        assert stream.startswith(forwarded)
     return events
 
 
-@given(SERVER_INPUT, st.booleans(), st.data())
+@given(SERVER_INPUT, st.booleans(), st.booleans(), st.data())
 def test_arbitrary_client_bytes_raise_only_protocol_error(
-    raw: bytes, started: bool, data: st.DataObject
+    raw: bytes, started: bool, bulk: bool, data: st.DataObject
 ) -> None:
-    _consume_all(_server(started), data.draw(chunkings(raw), label="chunks"))
+    codec = _server(started)
+    codec.passing_bulk(bulk)
+    _consume_all(codec, data.draw(chunkings(raw), label="chunks"))
 
 
 @given(SERVER_INPUT, st.data())
@@ -258,12 +301,17 @@ def test_arbitrary_bytes_after_a_startup_prefix(raw: bytes, data: st.DataObject)
 @given(
     CLIENT_INPUT,
     st.sampled_from([None, fe.SSLRequest(), fe.GSSENCRequest()]),
+    st.booleans(),
     st.data(),
 )
 def test_arbitrary_server_bytes_raise_only_protocol_error(
-    raw: bytes, request: fe.SSLRequest | fe.GSSENCRequest | None, data: st.DataObject
+    raw: bytes,
+    request: fe.SSLRequest | fe.GSSENCRequest | None,
+    bulk: bool,
+    data: st.DataObject,
 ) -> None:
     codec = PostgresCodec(Role.CLIENT)
+    codec.passing_bulk(bulk)
     if request is not None:
         codec.send(request)
     accept = b"G" if isinstance(request, fe.GSSENCRequest) else b"S"
@@ -276,6 +324,7 @@ def test_arbitrary_bytes_with_a_small_size_limit(raw: bytes, limit: int, server:
     if server:
         codec.receive_data(STARTUP.encode())
         assert codec.next_event() == STARTUP
+        codec.drop_consumed()
     _consume_all(codec, [raw])
 
 

@@ -53,9 +53,9 @@ async def test_a_busy_stream_does_not_starve_other_tasks() -> None:
             await trio.sleep(0)
 
     async def flood() -> None:
-        # 50 KB fits in the socket buffer, so no send here ever has to wait:
-        # only the stream's own periodic yield lets the ticker run.
-        for _ in range(500):
+        # 48 small sends fit in the socket buffer, so none has to wait: only
+        # the stream's own periodic yield lets the ticker run meanwhile.
+        for _ in range(48):
             await sender.send_all(b"x" * 100)
 
     async with trio.open_nursery() as nursery:
@@ -65,7 +65,7 @@ async def test_a_busy_stream_does_not_starve_other_tasks() -> None:
         await flood()
         during = ticks - before
         nursery.cancel_scope.cancel()
-    assert during >= 500 // 16 - 1
+    assert during >= 2
     await sender.aclose()
     await receiver.aclose()
 
