@@ -154,31 +154,33 @@ _FRONTEND_DECODERS: dict[int, Callable[[bytes], FrontendMessage]] = {
     )
 }
 
+# Every backend message class with a fixed tag (the three copy responses share a class).
+_TAGGED_BACKEND_CLASSES = (
+    be.Authentication,
+    be.BackendKeyData,
+    be.ParameterStatus,
+    be.ReadyForQuery,
+    be.RowDescription,
+    be.DataRow,
+    be.CommandComplete,
+    be.ErrorResponse,
+    be.NoticeResponse,
+    be.NotificationResponse,
+    be.ParameterDescription,
+    be.FunctionCallResponse,
+    be.NegotiateProtocolVersion,
+    be.EmptyQueryResponse,
+    be.ParseComplete,
+    be.BindComplete,
+    be.CloseComplete,
+    be.NoData,
+    be.PortalSuspended,
+    CopyData,
+    CopyDone,
+)
+
 _BACKEND_DECODERS: dict[int, Callable[[bytes], BackendMessage]] = {
-    cls.TAG[0]: cls.decode
-    for cls in (
-        be.Authentication,
-        be.BackendKeyData,
-        be.ParameterStatus,
-        be.ReadyForQuery,
-        be.RowDescription,
-        be.DataRow,
-        be.CommandComplete,
-        be.ErrorResponse,
-        be.NoticeResponse,
-        be.NotificationResponse,
-        be.ParameterDescription,
-        be.FunctionCallResponse,
-        be.NegotiateProtocolVersion,
-        be.EmptyQueryResponse,
-        be.ParseComplete,
-        be.BindComplete,
-        be.CloseComplete,
-        be.NoData,
-        be.PortalSuspended,
-        CopyData,
-        CopyDone,
-    )
+    cls.TAG[0]: cls.decode for cls in _TAGGED_BACKEND_CLASSES
 }
 
 
@@ -192,31 +194,7 @@ def _copy_response_decoder(tag: bytes) -> Callable[[bytes], BackendMessage]:
 for _copy_tag in (b"G", b"H", b"W"):
     _BACKEND_DECODERS[_copy_tag[0]] = _copy_response_decoder(_copy_tag)
 
-_BACKEND_TYPES = (
-    be.Authentication,
-    be.BackendKeyData,
-    be.ParameterStatus,
-    be.ReadyForQuery,
-    be.RowDescription,
-    be.DataRow,
-    be.CommandComplete,
-    be.ErrorResponse,
-    be.NoticeResponse,
-    be.NotificationResponse,
-    be.ParameterDescription,
-    be.CopyResponse,
-    be.FunctionCallResponse,
-    be.NegotiateProtocolVersion,
-    be.EmptyQueryResponse,
-    be.ParseComplete,
-    be.BindComplete,
-    be.CloseComplete,
-    be.NoData,
-    be.PortalSuspended,
-    CopyData,
-    CopyDone,
-    Unknown,
-)
+_BACKEND_TYPES = (*_TAGGED_BACKEND_CLASSES, be.CopyResponse, Unknown)
 
 
 class PostgresCodec:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import trio
 
 from hoopd.codec import NEED_DATA, ProtocolError
-from hoopd.events import SqlStatement
 from hoopd.gateway import Gateway, Listener
 from hoopd.pipeline import CommandRefused, Session
 from hoopd.recording.journal import RecorderError, SessionRecorder
@@ -231,67 +230,41 @@ class _Relay:
         self.end = SessionEnd("client closed the connection")
 
     async def client_to_target(self) -> None:
-        codec, tracker = self.client_codec, self.tracker
+        tracker = self.tracker
         while True:
-            data = await self.client.receive_some()
-            codec.receive_data(data)
-            forwarded: list[tuple[Message, SqlStatement | None]] = []
-            commands: list[SqlStatement] = []
-            closed = terminate = False
+            self.client_codec.receive_data(await self.client.receive_some())
             try:
-                while True:
-                    message = codec.next_event()
-                    if message is NEED_DATA:
-                        break
-                    if message is CONNECTION_CLOSED:
-                        closed = True
-                        break
-                    command = tracker.command_for(message)
-                    forwarded.append((message, command))  # type: ignore[arg-type]
-                    if command is not None:
-                        commands.append(command)
-                    if isinstance(message, fe.Terminate):
-                        terminate = True
+                messages, closed = _drain(self.client_codec)
             except ProtocolError as exc:
                 log.warning("session %s: client protocol error: %s", self.session.session_id, exc)
                 self.end = SessionEnd(
                     "client protocol error", refusals.fatal(exc.code, exc.message)
                 )
                 return
+            commands = [tracker.command_for(message) for message in messages]
             numbers: Iterator[int] = iter(())
-            if commands:
+            admitted = [command for command in commands if command is not None]
+            if admitted:
                 try:
-                    numbers = iter(await self.pipeline.admit(self.session, commands))
+                    numbers = iter(await self.pipeline.admit(self.session, admitted))
                 except CommandRefused as refused:
                     self.end = self._refused(refused)
                     return
-            for message, command in forwarded:
+            for message, command in zip(messages, commands, strict=True):
                 tracker.forwarded(message, command, next(numbers) if command else None)
-            out = codec.take_consumed()
+            out = self.client_codec.take_consumed()
             if out:
                 await self.target.send_all(out)
-            if terminate or closed:
+            if closed or any(isinstance(message, fe.Terminate) for message in messages):
                 self.end = SessionEnd("client closed the connection")
                 return
 
     async def target_to_client(self) -> None:
-        codec, tracker = self.target_codec, self.tracker
+        tracker = self.tracker
         while True:
-            data = await self.target.receive_some()
-            codec.receive_data(data)
-            results = []
-            closed = False
+            self.target_codec.receive_data(await self.target.receive_some())
             try:
-                while True:
-                    message = codec.next_event()
-                    if message is NEED_DATA:
-                        break
-                    if message is CONNECTION_CLOSED:
-                        closed = True
-                        break
-                    result = tracker.result_for(message)
-                    if result is not None:
-                        results.append(result)
+                messages, closed = _drain(self.target_codec)
             except ProtocolError as exc:
                 log.warning("session %s: target protocol error: %s", self.session.session_id, exc)
                 self.end = SessionEnd(
@@ -299,13 +272,14 @@ class _Relay:
                     refusals.fatal("08P01", "the target sent an invalid message"),
                 )
                 return
+            results = [r for r in map(tracker.result_for, messages) if r is not None]
             if results:
                 try:
                     await self.pipeline.observe(self.session, results)
                 except CommandRefused as refused:
                     self.end = self._refused(refused)
                     return
-            out = codec.take_consumed()
+            out = self.target_codec.take_consumed()
             if out:
                 await self.client.send_all(out)
             if closed:
@@ -316,6 +290,21 @@ class _Relay:
         log.error("session %s: %s", self.session.session_id, refused.message)
         code = REFUSAL_CODES.get(refused.code, "42501")
         return SessionEnd(refused.code, refusals.fatal(code, refused.message))
+
+
+def _drain(codec: PostgresCodec) -> tuple[list[Message], bool]:
+    """Every complete message buffered in ``codec``, and whether the peer closed.
+
+    Raises ``ProtocolError`` for bad input.
+    """
+    messages: list[Message] = []
+    while True:
+        message = codec.next_event()
+        if message is NEED_DATA:
+            return messages, False
+        if message is CONNECTION_CLOSED:
+            return messages, True
+        messages.append(message)  # type: ignore[arg-type]
 
 
 def _ready_messages(upstream: Upstream, process_id: int, secret: bytes) -> bytes:

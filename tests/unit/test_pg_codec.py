@@ -442,6 +442,69 @@ def test_a_huge_message_in_small_chunks_is_joined_once(monkeypatch: pytest.Monke
     assert codec.take_consumed() == stream
 
 
+# ------------------------------------------------------ bulk pass-through
+
+COPY_ROWS = CopyData(b"1\tone\n").encode() + CopyData(b"2\ttwo\n").encode()
+DATA_ROWS = be.DataRow.from_values((b"1",)).encode() + be.DataRow.from_values((None,)).encode()
+
+
+def test_passed_bulk_bytes_are_handed_out_before_a_refused_header() -> None:
+    codec = PostgresCodec(Role.CLIENT, max_message_size=1024)
+    codec.passing_bulk()
+    codec.receive_data(DATA_ROWS + b"d" + wire.UINT32.pack(1025))
+    with pytest.raises(ProtocolError) as caught:
+        codec.next_event()
+    assert caught.value.code == "54000"
+    assert codec.take_consumed() == DATA_ROWS
+
+
+def test_passed_bulk_bytes_are_handed_out_at_a_clean_close() -> None:
+    codec = server_codec(started=True)
+    codec.passing_bulk()
+    codec.receive_data(COPY_ROWS)
+    assert codec.next_event() is NEED_DATA
+    codec.receive_data(b"")
+    assert codec.next_event() is CONNECTION_CLOSED
+    assert codec.take_consumed() == COPY_ROWS
+
+
+def test_eof_inside_a_passed_message_is_an_error() -> None:
+    codec = client_codec()
+    codec.passing_bulk()
+    codec.receive_data(DATA_ROWS + DATA_ROWS[:7])
+    assert codec.next_event() is NEED_DATA
+    assert codec.take_consumed() == DATA_ROWS
+    codec.receive_data(b"")
+    with pytest.raises(ProtocolError):
+        codec.next_event()
+
+
+def test_a_huge_passed_message_is_joined_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = CopyData(b"\x01" * (8 * 1024 * 1024)).encode()
+    stream = frame + be.ReadyForQuery("I").encode()
+    codec = client_codec()
+    codec.passing_bulk()
+    joins: list[int] = []
+    original = codec._join_if_available
+
+    def counting_join(needed: int) -> bool:
+        joined = original(needed)
+        if joined:
+            joins.append(needed)
+        return joined
+
+    monkeypatch.setattr(codec, "_join_if_available", counting_join)
+    events: list[Event] = []
+    forwarded = []
+    for start in range(0, len(stream), 64 * 1024):
+        codec.receive_data(stream[start : start + 64 * 1024])
+        events.extend(e for e in drain(codec) if e is not NEED_DATA)
+        forwarded.append(codec.take_consumed())
+    assert events == [be.ReadyForQuery("I")]
+    assert joins == [len(frame)]
+    assert b"".join(forwarded) == stream
+
+
 # ---------------------------------------------------------------- framing
 
 
