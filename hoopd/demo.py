@@ -1,9 +1,9 @@
 """``hoopd demo``: a throwaway PostgreSQL with sample data behind a gateway.
 
-Everything lives in one data directory: the PostgreSQL cluster (recreated on
-every run), the gateway's recordings and state (kept across runs), the upstream
-password in a 0600 file, and the generated ``hoopd.toml`` — a working example of
-a production configuration. It prints commands to paste, then serves until Ctrl-C.
+The data directory keeps the gateway's recordings and state (across runs), the
+upstream password in a 0600 file, and the generated ``hoopd.toml`` — a working
+example of a production configuration. The PostgreSQL cluster is made afresh in
+a temporary directory on every run and removed when the demo stops. It prints commands to paste, then serves until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import tempfile
 from importlib.resources import files
 from pathlib import Path
 from secrets import token_urlsafe
@@ -76,25 +77,34 @@ def prepare_database(cluster: LocalCluster, password: str) -> None:
     cluster.psql(f"SET ROLE {UPSTREAM_USER};\n{schema}", database=DATABASE)
 
 
+def hoopd_command() -> str:
+    """How to call ``hoopd`` from a shell: the script beside this interpreter, if any."""
+    beside = Path(sys.executable).parent / "hoopd"
+    return str(beside) if beside.exists() else "hoopd"
+
+
 def instructions(data_dir: Path, port: int, token: str) -> str:
+    hoopd = hoopd_command()
     here = f"--data-dir {data_dir / 'state'}"
+    secret = f"PGPASSWORD={token}"
     return f"""
 hoopd demo is ready. The gateway holds the database password; you hold a token.
 
   Connect with psql (the token is the password; TLS is required):
-    PGPASSWORD={token} psql "host=127.0.0.1 port={port} dbname={DATABASE} user=demo sslmode=require"
+    {secret} psql "host=127.0.0.1 port={port} dbname={DATABASE} user=demo sslmode=require"
 
   Try:
     SELECT full_name, email FROM customers;
     UPDATE products SET price = price * 1.1 WHERE id = 1;
+
   pgbench through the gateway (the same token, TLS as above):
-    PGPASSWORD={token} PGSSLMODE=require pgbench -h 127.0.0.1 -p {port} -U demo -i {DATABASE}
-    PGPASSWORD={token} PGSSLMODE=require pgbench -h 127.0.0.1 -p {port} -U demo -S -T 10 {DATABASE}
+    {secret} PGSSLMODE=require pgbench -h 127.0.0.1 -p {port} -U demo -i {DATABASE}
+    {secret} PGSSLMODE=require pgbench -h 127.0.0.1 -p {port} -U demo -S -T 10 {DATABASE}
 
   Then look at what was recorded:
-    hoopd sessions {here}
-    hoopd replay <SESSION-ID> {here}
-    hoopd audit verify {here}
+    {hoopd} sessions {here}
+    {hoopd} replay <SESSION-ID> {here}
+    {hoopd} audit verify {here}
 
   Configuration: {data_dir / "hoopd.toml"}   (Ctrl-C stops the gateway and the database)
 """
@@ -103,11 +113,12 @@ hoopd demo is ready. The gateway holds the database password; you hold a token.
 def run_demo(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     (data_dir / "secrets").mkdir(parents=True, exist_ok=True, mode=0o700)
-    shutil.rmtree(data_dir / "postgres", ignore_errors=True)
-    cluster = LocalCluster(data_dir / "postgres")
+    # The throwaway cluster lives in its own temporary directory: PostgreSQL runs as
+    # an unprivileged user, who may not be able to reach a data dir under /root.
+    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="hoopd-demo-pg-")))
     try:
         cluster.init()
-        cluster.start(data_dir / "postgres.log")
+        cluster.start(cluster.root / "postgres.log")
         password = token_urlsafe(24)
         prepare_database(cluster, password)
         secret_file = data_dir / "secrets" / f"{DATABASE}.password"
@@ -128,6 +139,7 @@ def run_demo(args: argparse.Namespace) -> int:
         pass
     finally:
         cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)
     return 0
 
 

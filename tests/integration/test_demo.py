@@ -1,0 +1,83 @@
+"""`hoopd demo` (what `make run` starts): a throwaway PostgreSQL behind a working gateway."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def read_until(process: subprocess.Popen[bytes], marker: str, deadline: float) -> str:
+    """Everything the process printed up to the first appearance of ``marker``."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    seen = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk
+            if marker.encode() in seen:
+                return seen.decode()
+    raise AssertionError(f"{marker!r} not printed; got:\n{seen.decode(errors='replace')}")
+
+
+def test_demo_serves_the_sample_schema_and_records_the_session(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "hoopd", "demo", "--data-dir", str(data_dir), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        printed = read_until(demo, "Configuration:", time.monotonic() + 90)
+        match = re.search(r"PGPASSWORD=(\S+) psql \"([^\"]+)\"", printed)
+        assert match, printed
+        token, dsn = match.groups()
+        assert f"port={port}" in dsn
+        query = subprocess.run(
+            ["psql", dsn, "-At", "-c", "SELECT email FROM customers ORDER BY id"],
+            env={**os.environ, "PGPASSWORD": token},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert query.returncode == 0, query.stderr
+        assert query.stdout.split() == [
+            "ada@example.com",
+            "grace@example.com",
+            "alan@example.com",
+            "katherine@example.com",
+        ]
+        # The upstream password is in a 0600 file, never in what the demo printed.
+        secret = (data_dir / "secrets" / "shop.password").read_text().strip()
+        assert (data_dir / "secrets" / "shop.password").stat().st_mode & 0o777 == 0o600
+        assert secret not in printed
+        sessions = subprocess.run(
+            [sys.executable, "-m", "hoopd", "sessions", "--data-dir", str(data_dir / "state")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "demo-user" in sessions.stdout and "shop" in sessions.stdout
+    finally:
+        demo.send_signal(signal.SIGINT)
+        status = demo.wait(timeout=60)
+    assert status == 0
+    # The throwaway PostgreSQL went down with the demo, and its files with it.
+    assert not list(Path(tempfile.gettempdir()).glob("hoopd-demo-pg-*/pgdata/postmaster.pid"))
