@@ -3,7 +3,8 @@
 The data directory keeps the gateway's recordings and state (across runs), the
 upstream password in a 0600 file, and the generated ``hoopd.toml`` — a working
 example of a production configuration. The PostgreSQL cluster is made afresh in
-a temporary directory on every run and removed when the demo stops. It prints commands to paste, then serves until Ctrl-C.
+a temporary directory on every run and removed when the demo stops. It prints
+commands to paste, then serves until Ctrl-C.
 """
 
 from __future__ import annotations
