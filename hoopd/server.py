@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import trio
 
-from hoopd.config import GatewayConfig, check_secrets
+from hoopd.config import ConnectionConfig, GatewayConfig, check_secrets
 from hoopd.gateway import Gateway, Listener, ProtocolEngine, load_plugins
 from hoopd.identity.tokens import StaticTokenVerifier
 from hoopd.pipeline import Pipeline
@@ -34,7 +34,7 @@ class StartupError(Exception):
 
 def group_listeners(config: GatewayConfig) -> list[Listener]:
     """One listener per distinct listen address, with the connections it serves."""
-    groups: dict[tuple[str, int], list] = defaultdict(list)  # type: ignore[type-arg]
+    groups: dict[tuple[str, int], list[ConnectionConfig]] = defaultdict(list)
     for connection in config.connections:
         groups[(connection.listen_host, connection.listen_port)].append(connection)
     listeners = []
@@ -126,9 +126,11 @@ async def serve(
         if listener.protocol not in plugins:
             raise StartupError(f"no engine installed for protocol {listener.protocol!r}")
     journal = Journal.open(config.data_dir, config.recording.durability)
+    sockets: list[socket.socket] = []
     try:
         gateway = build_gateway(config, journal)
-        sockets = [bind(listener) for listener in listeners]
+        for listener in listeners:
+            sockets.append(bind(listener))  # closed below even if a later bind fails
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
             for listener, sock in zip(listeners, sockets, strict=True):
@@ -147,7 +149,7 @@ async def serve(
                 on_ready(listeners)
             task_status.started(listeners)
     finally:
-        for sock in locals().get("sockets", []):
+        for sock in sockets:
             sock.close()
         journal.close()
 

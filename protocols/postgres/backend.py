@@ -239,6 +239,11 @@ def _decode_fields(body: bytes) -> tuple[tuple[str, str], ...]:
         fields.append((code, value))
 
 
+def _named(fields: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Error or notice fields keyed by their names (``code``, ``message``, ...)."""
+    return {FIELD_NAMES.get(code, code): value for code, value in fields}
+
+
 def _encode_fields(fields: tuple[tuple[str, str], ...]) -> bytes:
     return b"".join(code.encode("latin-1") + wire.cstring(value) for code, value in fields) + b"\0"
 
@@ -262,7 +267,7 @@ class ErrorResponse:
         return cls(tuple(fields))
 
     def named(self) -> dict[str, str]:
-        return {FIELD_NAMES.get(code, code): value for code, value in self.fields}
+        return _named(self.fields)
 
     def encode(self) -> bytes:
         return wire.frame(self.TAG, _encode_fields(self.fields))
@@ -278,7 +283,7 @@ class NoticeResponse:
         return cls(_decode_fields(body))
 
     def named(self) -> dict[str, str]:
-        return {FIELD_NAMES.get(code, code): value for code, value in self.fields}
+        return _named(self.fields)
 
     def encode(self) -> bytes:
         return wire.frame(self.TAG, _encode_fields(self.fields))

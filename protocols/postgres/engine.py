@@ -153,15 +153,15 @@ class PostgresEngine:
             connection.name,
             client_addr,
         )
-        end = SessionEnd("gateway shutdown")
+        # Stands unless the relay returns: it was cancelled because the gateway stops.
+        end = SessionEnd(
+            "gateway shutdown",
+            refusals.fatal(refusals.ADMIN_SHUTDOWN, "the gateway is shutting down"),
+        )
         try:
             end = await self._dial_and_relay(gateway, leg, hello, client_addr, recorder)
         finally:
             with trio.CancelScope(shield=True):
-                if end.reason == "gateway shutdown":
-                    end.reply = refusals.fatal(
-                        refusals.ADMIN_SHUTDOWN, "the gateway is shutting down"
-                    )
                 await _last_words(leg.stream, end.reply)
                 await recorder.close(end.reason)
                 log.info("session %s ended: %s", recorder.session_id, end.reason)

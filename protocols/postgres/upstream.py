@@ -15,7 +15,7 @@ import trio
 
 from hoopd.codec import ProtocolError
 from hoopd.config import ConfigError, TargetConfig
-from hoopd.relay import ByteStream, TrioByteStream, connect_tcp
+from hoopd.relay import ByteStream, SocketByteStream, TrioByteStream, connect_tcp
 
 from . import backend as be
 from . import frontend as fe
@@ -83,14 +83,15 @@ async def connect_upstream(
     secret); the caller bounds the whole call with its connect deadline.
     """
     try:
-        stream: ByteStream = await connect_tcp(target.host, target.port)
+        raw = await connect_tcp(target.host, target.port)
     except OSError as exc:
         raise TargetUnavailable(
             f'could not connect to target of connection "{connection_name}": {exc.strerror or exc}'
         ) from exc
     codec = PostgresCodec(Role.CLIENT, max_message_size)
+    stream: ByteStream = raw
     try:
-        stream = await _negotiate_tls(stream, codec, connection_name, target, tls_context)
+        stream = await _negotiate_tls(raw, codec, connection_name, target, tls_context)
         upstream = Upstream(stream, codec, target.host, target.port)
         parameters = [("user", target.user), ("database", target.database)]
         parameters += [(k, v) for k, v in client_parameters if k in PASSTHROUGH_PARAMETERS]
@@ -112,7 +113,7 @@ async def connect_upstream(
 
 
 async def _negotiate_tls(
-    stream: ByteStream,
+    stream: SocketByteStream,
     codec: PostgresCodec,
     connection_name: str,
     target: TargetConfig,
@@ -127,7 +128,6 @@ async def _negotiate_tls(
             f'target of connection "{connection_name}" does not accept TLS, '
             f'which the connection requires (tls = "{target.tls}")'
         )
-    assert hasattr(stream, "to_trio_stream")
     tls_stream = trio.SSLStream(
         stream.to_trio_stream(),
         tls_context,
