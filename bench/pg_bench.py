@@ -1,5 +1,6 @@
-"""PostgreSQL benchmark: the target directly vs pgbouncer (session mode) vs hoopd
-(recording on), in one run, on 127.0.0.1 with sslmode=disable on every client leg.
+"""PostgreSQL benchmark: the target directly vs pgbouncer (session mode) vs trio-copy
+(a bare trio byte-copy proxy, the floor for any trio proxy) vs hoopd (recording on), in
+one run, on 127.0.0.1 with sslmode=disable on every client leg.
 
     make bench            # or: .venv/bin/python bench/pg_bench.py
 
@@ -41,6 +42,7 @@ from bench.pg_services import (
     Hoopd,
     Leg,
     Pgbouncer,
+    TrioCopy,
     smoke_query,
     start_cluster,
 )
@@ -166,28 +168,32 @@ def print_machine(settings: Settings, bindir: str) -> None:
     print(f"  repeats            {settings.repeats} (median run reported)")
     print(f"  copy               ~{settings.copy_mb:g} MB, text format, one psql \\copy per run")
     print(
-        f"  TLS                sslmode={CLIENT_SSLMODE} on all three client legs (plaintext on "
-        "127.0.0.1); pgbouncer and hoopd reach PostgreSQL in plaintext too (hoopd tls=disable)"
+        f"  TLS                sslmode={CLIENT_SSLMODE} on every client leg (plaintext on "
+        "127.0.0.1); pgbouncer and hoopd reach PostgreSQL in plaintext too (hoopd tls=disable), "
+        "trio-copy forwards the client's own bytes"
     )
     print('  recording          on (hoopd durability = "process-crash"', end="")
     print(', plus "power-loss" at 8 clients)' if settings.power_loss else ")")
     print(flush=True)
 
 
-def start_pgbouncer(root: Path, pg_port: int, password: str, errors: list[str]) -> Route | None:
-    bouncer = Pgbouncer(root, pg_port, password)
-    STOPPERS.append(bouncer.stop)
+def start_proxy(proxy: Pgbouncer | TrioCopy, name: str, errors: list[str]) -> Route | None:
+    """Start pgbouncer or trio-copy and check it with ``select 1``; None (and the reason
+    in ``errors``) if either fails."""
+    STOPPERS.append(proxy.stop)
     try:
-        leg = bouncer.start()
+        leg = proxy.start()
     except BenchSetupError as exc:
-        errors.append(f"pgbouncer path skipped: {exc}")
+        errors.append(f"{name} path skipped: {exc}")
         return None
     problem = smoke_query(leg)
     if problem is not None:
-        bouncer.stop()
-        errors.append(f"pgbouncer path skipped: {problem}")
+        proxy.stop()
+        # trio-copy's stderr names a refused upstream connect; psql only sees a closed socket.
+        detail = f"\n{proxy.stderr_tail()}" if isinstance(proxy, TrioCopy) else ""
+        errors.append(f"{name} path skipped: {problem}{detail}")
         return None
-    proc = bouncer.process
+    proc = proxy.process
     return Route(leg, lambda: proc is not None and proc.poll() is None)
 
 
@@ -253,9 +259,13 @@ def run_benchmark(settings: Settings, root: Path, errors: list[str]) -> list[Cel
     print(f"COPY data: {rows:,} rows, {size_mb:.1f} MB ({time.monotonic() - started:.1f} s)")
 
     routes = [direct]
-    bouncer = start_pgbouncer(root, cluster.port, password, errors)
-    if bouncer is not None:
-        routes.append(bouncer)
+    for proxy, name in (
+        (Pgbouncer(root, cluster.port, password), "pgbouncer"),
+        (TrioCopy(root, cluster.port, password), "trio-copy"),
+    ):
+        started_proxy = start_proxy(proxy, name, errors)
+        if started_proxy is not None:
+            routes.append(started_proxy)
     gateways: list[Hoopd] = []
     durabilities = ["process-crash"] + (["power-loss"] if settings.power_loss else [])
     for durability in durabilities:
@@ -376,8 +386,9 @@ def main() -> int:
     print()
     print(
         f"results (sslmode={CLIENT_SSLMODE} on every client leg; median of "
-        f"{settings.repeats} run(s); ratio = TPS or MB/s over direct's; CPU = the "
-        "pgbouncer/hoopd process's utime+stime over the run; COPY rows are one statement)"
+        f"{settings.repeats} run(s); ratio = TPS or MB/s over direct's; x trio-copy = hoopd's "
+        "TPS or MB/s over trio-copy's; CPU = the proxy process's utime+stime over the run; "
+        "COPY rows are one statement)"
     )
     print(format_table(rows))
     print()

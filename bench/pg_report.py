@@ -1,5 +1,5 @@
-"""Turning runs into result rows: the median run, ratios to direct, the printed table,
-the targets, and bench/results/pg.json."""
+"""Turning runs into result rows: the median run, ratios to direct (and, for hoopd, to
+trio-copy), the printed table, the targets, and bench/results/pg.json."""
 
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ class Row:
     cell: Cell
     run: Measurement | None
     ratio: float | None
+    # hoopd rows only: throughput over trio-copy's for the same mode and client count.
+    ratio_to_trio_copy: float | None = None
 
     @property
     def cpu_us_per_statement(self) -> float | None:
@@ -73,16 +75,20 @@ def _throughput(run: Measurement | None, copy: bool) -> float | None:
     return run.mb_per_s if copy else run.tps
 
 
+def _ratio(cell: Cell, run: Measurement | None, base: Measurement | None) -> float | None:
+    mine, theirs = _throughput(run, cell.is_copy), _throughput(base, cell.is_copy)
+    return mine / theirs if mine is not None and theirs else None
+
+
 def build_rows(cells: Iterable[Cell]) -> list[Row]:
     cells = list(cells)
     direct = {(c.mode, c.clients): c.median() for c in cells if c.path == "direct"}
+    trio_copy = {(c.mode, c.clients): c.median() for c in cells if c.path == "trio-copy"}
     rows = []
     for cell in cells:
-        run = cell.median()
-        mine = _throughput(run, cell.is_copy)
-        base = _throughput(direct.get((cell.mode, cell.clients)), cell.is_copy)
-        ratio = mine / base if mine is not None and base else None
-        rows.append(Row(cell, run, ratio))
+        run, key = cell.median(), (cell.mode, cell.clients)
+        floor = _ratio(cell, run, trio_copy.get(key)) if cell.path == "hoopd" else None
+        rows.append(Row(cell, run, _ratio(cell, run, direct.get(key)), floor))
     return rows
 
 
@@ -107,6 +113,7 @@ def to_json(rows: Sequence[Row]) -> list[dict[str, Any]]:
                 "cpu_us_per_statement": _round(row.cpu_us_per_statement, 1),
                 "mb_per_s": _round(row.run.mb_per_s, 1),
                 "durability": row.cell.durability,
+                "ratio_to_trio_copy": _round(row.ratio_to_trio_copy, 3),
             }
         )
     return out
@@ -149,6 +156,7 @@ COLUMNS = (
     ("lat ms", ">", 9),
     ("MB/s", ">", 7),
     ("x direct", ">", 8),
+    ("x trio-copy", ">", 11),
     ("CPU us/stmt", ">", 11),
     ("CPU %", ">", 6),
     ("target", "<", 0),
@@ -185,6 +193,7 @@ def format_table(rows: Sequence[Row]) -> str:
                     _fmt(run.latency_ms, ",.3f" if run.tps is not None else ",.0f"),
                     _fmt(run.mb_per_s, ".1f"),
                     _fmt(row.ratio, ".2f"),
+                    "" if row.cell.path != "hoopd" else _fmt(row.ratio_to_trio_copy, ".2f"),
                     _fmt(row.cpu_us_per_statement, ",.1f" if run.tps is not None else ",.0f"),
                     _fmt(row.cpu_percent, ".0f"),
                     _target_note(row),

@@ -1,4 +1,4 @@
-"""The three servers the PostgreSQL benchmark talks to, and how clients reach them.
+"""The servers the PostgreSQL benchmark talks to, and how clients reach them.
 
 Everything listens on 127.0.0.1 only, lives under one temporary directory, and is
 stopped by the PID this module started. PostgreSQL and pgbouncer refuse to run as
@@ -25,10 +25,11 @@ from hoopd.pgcluster import SERVICE_USER, LocalCluster, free_port
 
 DATABASE = "bench"
 ROLE = "bench"
-# All three client legs connect with the same, plaintext, setting (see README).
+# All client legs connect with the same, plaintext, setting (see README).
 CLIENT_SSLMODE = "disable"
 UPSTREAM_PASSWORD_ENV = "BENCH_PG_PASSWORD"
-HOOPD_READY_SECONDS = 30.0
+READY_SECONDS = 30.0
+TRIO_COPY_SCRIPT = Path(__file__).resolve().parent / "trio_copy_proxy.py"
 
 
 class BenchSetupError(Exception):
@@ -121,6 +122,29 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float)
             return True
         time.sleep(0.05)
     return False
+
+
+def _wait_for_ready(
+    process: subprocess.Popen[bytes], what: str, out_path: Path, err_path: Path, seconds: float
+) -> None:
+    """Return once the process has printed a line ``ready``; raise (after stopping it)
+    if it exits or stays silent for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(OSError):
+            if "ready" in out_path.read_text(errors="replace").splitlines():
+                return
+        if process.poll() is not None:
+            raise BenchSetupError(
+                f"{what} exited with status {process.returncode} before it was ready:\n"
+                + _tail(err_path)
+            )
+        if time.monotonic() > deadline:
+            _stop_process(process, signal.SIGTERM)
+            raise BenchSetupError(
+                f"{what} did not print 'ready' within {seconds:.0f} s:\n" + _tail(err_path)
+            )
+        time.sleep(0.05)
 
 
 def smoke_query(leg: Leg, timeout: float = 30.0) -> str | None:
@@ -229,6 +253,44 @@ pidfile = {self.dir / "pgbouncer.pid"}
             _stop_process(self.process, signal.SIGTERM)
 
 
+# --- trio-copy --------------------------------------------------------------------------
+
+
+class TrioCopy:
+    """bench/trio_copy_proxy.py in front of the cluster: bytes copied both ways, nothing
+    else, so clients authenticate to PostgreSQL itself with its password."""
+
+    def __init__(self, root: Path, pg_port: int, password: str) -> None:
+        self.dir = root / "trio-copy"
+        self.port = free_port()
+        self.pg_port = pg_port
+        self.password = password
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Leg:
+        self.dir.mkdir(mode=0o700)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        out_path, err_path = self.dir / "stdout.log", self.dir / "stderr.log"
+        argv = [sys.executable, str(TRIO_COPY_SCRIPT), "--listen-port", str(self.port)]
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            self.process = subprocess.Popen(
+                [*argv, "--target-port", str(self.pg_port)],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        _wait_for_ready(self.process, "trio-copy", out_path, err_path, READY_SECONDS)
+        return Leg("trio-copy", "trio-copy", self.port, self.password, self.process.pid)
+
+    def stderr_tail(self) -> str:
+        return _tail(self.dir / "stderr.log")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_process(self.process, signal.SIGTERM)
+
+
 # --- hoopd ----------------------------------------------------------------------------
 
 
@@ -296,24 +358,7 @@ listen = "127.0.0.1:{self.port}"
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
-        deadline = time.monotonic() + HOOPD_READY_SECONDS
-        while True:
-            with contextlib.suppress(OSError):
-                if "ready" in out_path.read_text(errors="replace").splitlines():
-                    break
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                raise BenchSetupError(
-                    f"hoopd serve exited with status {code} before it was ready:\n"
-                    + _tail(err_path)
-                )
-            if time.monotonic() > deadline:
-                self.stop()
-                raise BenchSetupError(
-                    f"hoopd serve did not print 'ready' within {HOOPD_READY_SECONDS:.0f} s:\n"
-                    + _tail(err_path)
-                )
-            time.sleep(0.05)
+        _wait_for_ready(self.process, "hoopd serve", out_path, err_path, READY_SECONDS)
         label = "hoopd" if self.durability == "process-crash" else f"hoopd ({self.durability})"
         return Leg("hoopd", label, self.port, self.token, self.process.pid, self.durability)
 

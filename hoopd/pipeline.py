@@ -66,13 +66,18 @@ class Pipeline:
         """
         records: list[tuple[str, Mapping[str, Any]]] = []
         numbers = []
+        number = session.commands
         for command in commands:
-            session.commands += 1
+            number += 1
             body = command.to_record()
-            body["command"] = session.commands
+            body["command"] = number
             records.append(("statement", body))
-            numbers.append(session.commands)
-        await self._write(session, records)
+            numbers.append(number)
+        try:
+            await session.recorder.append(records)
+        except RecorderError as exc:
+            raise _recording_refused() from exc
+        session.commands = number
         return numbers
 
     async def observe(
@@ -86,7 +91,11 @@ class Pipeline:
             if command_number is not None:
                 body["command"] = command_number
             records.append(("result", body))
-        await self._write(session, records)
+        if records:
+            try:
+                await session.recorder.append(records)
+            except RecorderError as exc:
+                raise _recording_refused() from exc
 
     async def note(self, session: Session, kind: str, body: Mapping[str, Any]) -> None:
         """Record a session event that is neither a command nor a result."""
@@ -99,8 +108,12 @@ class Pipeline:
         try:
             await session.recorder.append(records)
         except RecorderError as exc:
-            raise CommandRefused(
-                "session recording is unavailable; the gateway refuses to run commands",
-                "recording-unavailable",
-                fatal=True,
-            ) from exc
+            raise _recording_refused() from exc
+
+
+def _recording_refused() -> CommandRefused:
+    return CommandRefused(
+        "session recording is unavailable; the gateway refuses to run commands",
+        "recording-unavailable",
+        fatal=True,
+    )

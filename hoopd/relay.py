@@ -47,6 +47,8 @@ class SocketByteStream:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.socket = sock
+        # trio looks the descriptor up on every wait when handed the socket object.
+        self._fd = sock.fileno()
         self._streak = 0
         # After a short read the socket is drained, and request/response traffic
         # will make the next recv fail with EAGAIN: wait for readiness first then,
@@ -64,13 +66,13 @@ class SocketByteStream:
     async def receive_some(self) -> bytes:
         if self._drained:
             self._streak = 0
-            await trio.lowlevel.wait_readable(self.socket)
+            await trio.lowlevel.wait_readable(self._fd)
         while True:
             try:
                 data = self.socket.recv(RECEIVE_SIZE)
             except BlockingIOError:
                 self._streak = 0
-                await trio.lowlevel.wait_readable(self.socket)
+                await trio.lowlevel.wait_readable(self._fd)
                 continue
             except (ConnectionResetError, BrokenPipeError):
                 return b""
@@ -99,7 +101,7 @@ class SocketByteStream:
                     sent = self.socket.send(view)
                 except BlockingIOError:
                     self._streak = 0
-                    await trio.lowlevel.wait_writable(self.socket)
+                    await trio.lowlevel.wait_writable(self._fd)
                     continue
                 view = view[sent:]
         except OSError as exc:

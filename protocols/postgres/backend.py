@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, Final, NamedTuple
 
 from hoopd.codec import ProtocolError
 
@@ -88,12 +88,17 @@ class ReadyForQuery:
 
     @classmethod
     def decode(cls, body: bytes) -> ReadyForQuery:
-        if len(body) != 1 or body not in (b"I", b"T", b"E"):
+        # One shared instance per status: this message ends every round trip.
+        ready = _READY_BY_STATUS.get(body)
+        if ready is None:
             raise ProtocolError("invalid ReadyForQuery status")
-        return cls(body.decode())
+        return ready
 
     def encode(self) -> bytes:
         return wire.frame(self.TAG, self.status.encode())
+
+
+_READY_BY_STATUS: Final = {status: ReadyForQuery(status.decode()) for status in (b"I", b"T", b"E")}
 
 
 class FieldDescription(NamedTuple):

@@ -21,6 +21,9 @@ class CopyData:
         return wire.frame(self.TAG, self.data)
 
 
+_SHARED: dict[type, object] = {}
+
+
 class EmptyBody:
     """Shared behaviour of messages whose body is empty (Sync, CopyDone, ParseComplete...)."""
 
@@ -30,7 +33,12 @@ class EmptyBody:
     @classmethod
     def decode(cls, body: bytes) -> Self:
         wire.expect_end(body, 0)
-        return cls()
+        # These messages carry nothing: every one of a kind is the same value, so
+        # one shared instance per class saves an allocation per message.
+        shared = _SHARED.get(cls)
+        if shared is None:
+            shared = _SHARED[cls] = cls()
+        return shared  # type: ignore[return-value]
 
     def encode(self) -> bytes:
         return wire.frame(self.TAG, b"")

@@ -272,6 +272,48 @@ class PostgresCodec:
                 return self._undecodable(buf[pos : pos + 1], buf[pos + 5 : end])
             return decoder(buf[pos + 5 : end])
 
+    def drain(self) -> tuple[list[Message], bool]:
+        """Every complete message buffered, in order, and whether the peer has closed.
+
+        The same messages, errors and state as calling ``next_event`` until it
+        returns ``NEED_DATA`` or ``CONNECTION_CLOSED`` (the flag is True for the
+        latter); this is the relay's per-chunk path, so whole messages already in
+        the current buffer are framed in one loop. Raises ``ProtocolError`` as
+        ``next_event`` does; messages decoded before the bad one are then lost.
+        """
+        messages: list[Message] = []
+        append = messages.append
+        if self._phase is _TYPED:
+            buf, pos = self._buf, self._pos
+            size, limit = len(buf), self.max_message_size
+            passing, decoders = self.pass_through, self._decoders
+            try:
+                while size - pos >= 5:
+                    length = _unpack_length(buf, pos + 1)[0]
+                    if length < 4 or length > limit:
+                        raise _bad_length(length, limit)
+                    end = pos + 1 + length
+                    if end > size:
+                        break
+                    start, pos = pos, end
+                    tag = buf[start]
+                    if tag in passing:
+                        continue
+                    decoder = decoders.get(tag)
+                    if decoder is None:
+                        append(self._undecodable(buf[start : start + 1], buf[start + 5 : end]))
+                    else:
+                        append(decoder(buf[start + 5 : end]))
+            finally:
+                self._pos = pos
+        while True:  # partial messages, other phases and the end of input
+            event = self.next_event()
+            if event is NEED_DATA:
+                return messages, False
+            if event is CONNECTION_CLOSED:
+                return messages, True
+            append(event)  # type: ignore[arg-type]
+
     def _undecodable(self, tag: bytes, body: bytes) -> Message:
         if self.role is Role.SERVER:
             raise ProtocolError(f"invalid frontend message type {tag!r}")

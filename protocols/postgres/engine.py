@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import trio
 
-from hoopd.codec import NEED_DATA, ProtocolError
+from hoopd.codec import ProtocolError
 from hoopd.gateway import Gateway, Listener
 from hoopd.pipeline import CommandRefused, Session
 from hoopd.recording.journal import RecorderError, SessionRecorder
@@ -31,7 +31,7 @@ from . import backend as be
 from . import frontend as fe
 from . import refusals
 from .cancel import CancelRegistry, UpstreamKey
-from .codec import CONNECTION_CLOSED, Message, PostgresCodec, Role
+from .codec import PostgresCodec, Role
 from .handshake import CancelHandled, ClientHello, ClientLeg, HandshakeRefused, accept_client
 from .tracker import StatementTracker
 from .upstream import TargetUnavailable, Upstream, connect_upstream
@@ -230,58 +230,64 @@ class _Relay:
         self.end = SessionEnd("client closed the connection")
 
     async def client_to_target(self) -> None:
-        tracker = self.tracker
+        # The per-statement hot path: names bound once, one pass over the messages.
+        codec, receive, send = self.client_codec, self.client.receive_some, self.target.send_all
+        command_for, forwarded = self.tracker.command_for, self.tracker.forwarded
+        admit, session = self.pipeline.admit, self.session
         while True:
-            self.client_codec.receive_data(await self.client.receive_some())
+            codec.receive_data(await receive())
             try:
-                messages, closed = _drain(self.client_codec)
+                messages, closed = codec.drain()
             except ProtocolError as exc:
-                log.warning("session %s: client protocol error: %s", self.session.session_id, exc)
+                log.warning("session %s: client protocol error: %s", session.session_id, exc)
                 self.end = SessionEnd(
                     "client protocol error", refusals.fatal(exc.code, exc.message)
                 )
                 return
-            commands = [tracker.command_for(message) for message in messages]
-            numbers: Iterator[int] = iter(())
+            commands = [command_for(message) for message in messages]
             admitted = [command for command in commands if command is not None]
+            numbers: Iterator[int] = iter(())
             if admitted:
                 try:
-                    numbers = iter(await self.pipeline.admit(self.session, admitted))
+                    numbers = iter(await admit(session, admitted))
                 except CommandRefused as refused:
                     self.end = self._refused(refused)
                     return
+            terminated = False
             for message, command in zip(messages, commands, strict=True):
-                tracker.forwarded(message, command, next(numbers) if command else None)
-            out = self.client_codec.take_consumed()
+                forwarded(message, command, next(numbers) if command else None)
+                terminated = terminated or type(message) is fe.Terminate
+            out = codec.take_consumed()
             if out:
-                await self.target.send_all(out)
-            if closed or any(isinstance(message, fe.Terminate) for message in messages):
+                await send(out)
+            if closed or terminated:
                 self.end = SessionEnd("client closed the connection")
                 return
 
     async def target_to_client(self) -> None:
-        tracker = self.tracker
+        codec, receive, send = self.target_codec, self.target.receive_some, self.client.send_all
+        result_for, observe, session = self.tracker.result_for, self.pipeline.observe, self.session
         while True:
-            self.target_codec.receive_data(await self.target.receive_some())
+            codec.receive_data(await receive())
             try:
-                messages, closed = _drain(self.target_codec)
+                messages, closed = codec.drain()
             except ProtocolError as exc:
-                log.warning("session %s: target protocol error: %s", self.session.session_id, exc)
+                log.warning("session %s: target protocol error: %s", session.session_id, exc)
                 self.end = SessionEnd(
                     "target protocol error",
                     refusals.fatal("08P01", "the target sent an invalid message"),
                 )
                 return
-            results = [r for r in map(tracker.result_for, messages) if r is not None]
+            results = [result for result in map(result_for, messages) if result is not None]
             if results:
                 try:
-                    await self.pipeline.observe(self.session, results)
+                    await observe(session, results)
                 except CommandRefused as refused:
                     self.end = self._refused(refused)
                     return
-            out = self.target_codec.take_consumed()
+            out = codec.take_consumed()
             if out:
-                await self.client.send_all(out)
+                await send(out)
             if closed:
                 self.end = SessionEnd("target closed the connection")
                 return
@@ -290,21 +296,6 @@ class _Relay:
         log.error("session %s: %s", self.session.session_id, refused.message)
         code = REFUSAL_CODES.get(refused.code, "42501")
         return SessionEnd(refused.code, refusals.fatal(code, refused.message))
-
-
-def _drain(codec: PostgresCodec) -> tuple[list[Message], bool]:
-    """Every complete message buffered in ``codec``, and whether the peer closed.
-
-    Raises ``ProtocolError`` for bad input.
-    """
-    messages: list[Message] = []
-    while True:
-        message = codec.next_event()
-        if message is NEED_DATA:
-            return messages, False
-        if message is CONNECTION_CLOSED:
-            return messages, True
-        messages.append(message)  # type: ignore[arg-type]
 
 
 def _ready_messages(upstream: Upstream, process_id: int, secret: bytes) -> bytes:

@@ -184,6 +184,12 @@ class Bind:
 
     def decoded_params(self) -> tuple[str | bytes | None, ...]:
         """Text-format values as str, binary-format values as bytes, NULL as None."""
+        formats = self.param_formats
+        if not formats or formats == (0,):  # all text: the common case, without indexing
+            return tuple(
+                None if value is None else value.decode("utf-8", "surrogateescape")
+                for value in self.params
+            )
         return tuple(
             value.decode("utf-8", "surrogateescape")
             if value is not None and self.param_format(i) == 0

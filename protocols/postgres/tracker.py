@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from hoopd.events import CommandResult, SqlClassification, SqlStatement
 
@@ -33,13 +33,15 @@ _UNKNOWN_PORTAL = SqlClassification(kinds=frozenset({"unknown-portal"}), opaque=
 _FUNCTION_CALL = SqlClassification(kinds=frozenset({"function-call"}), opaque=True)
 
 
-@dataclass(slots=True)
-class _Pending:
-    """One request waiting for its answer: ``kind`` is query, execute, sync, or other."""
+class _Pending(NamedTuple):
+    """One request waiting for its answer: ``kind`` is query, execute, sync, or other.
+
+    A named tuple: one is made for nearly every message a client sends.
+    """
 
     kind: str
-    command: SqlStatement | None = None
-    number: int | None = None
+    command: SqlStatement | None
+    number: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,40 +67,47 @@ class StatementTracker:
 
         Also updates statement and portal state; call once per message, in order.
         """
-        if isinstance(message, fe.Query):
-            return SqlStatement(message.sql, classify(message.sql), origin="query")
-        if isinstance(message, fe.Execute):
-            portal = self._portals.get(message.portal)
-            if portal is None:
-                return SqlStatement("", _UNKNOWN_PORTAL, "execute", portal_name=message.portal)
-            return SqlStatement(
-                portal.sql,
-                portal.classification,
-                origin="execute",
-                params=portal.params,
-                statement_name=portal.statement or None,
-                portal_name=message.portal or None,
-            )
-        if isinstance(message, fe.Parse):
-            self._statements[message.statement] = (message.sql, classify(message.sql))
-        elif isinstance(message, fe.Bind):
-            sql, classification = self._statements.get(message.statement, ("", _UNKNOWN_PORTAL))
-            self._portals[message.portal] = _Portal(
-                sql, classification, message.statement, message.decoded_params()
-            )
-        elif isinstance(message, fe.Close):
-            if message.kind == "S":
-                self._statements.pop(message.name, None)
-            else:
-                self._portals.pop(message.name, None)
-        elif isinstance(message, fe.FunctionCall):
-            return SqlStatement(
-                f"-- function call: oid {message.function_oid}",
-                _FUNCTION_CALL,
-                origin="function-call",
-                params=message.args,
-            )
-        return None
+        handler = _COMMAND_HANDLERS.get(type(message))
+        return None if handler is None else handler(self, message)
+
+    def _on_query(self, message: fe.Query) -> SqlStatement:
+        return SqlStatement(message.sql, classify(message.sql), origin="query")
+
+    def _on_execute(self, message: fe.Execute) -> SqlStatement:
+        portal = self._portals.get(message.portal)
+        if portal is None:
+            return SqlStatement("", _UNKNOWN_PORTAL, "execute", portal_name=message.portal)
+        return SqlStatement(
+            portal.sql,
+            portal.classification,
+            origin="execute",
+            params=portal.params,
+            statement_name=portal.statement or None,
+            portal_name=message.portal or None,
+        )
+
+    def _on_parse(self, message: fe.Parse) -> None:
+        self._statements[message.statement] = (message.sql, classify(message.sql))
+
+    def _on_bind(self, message: fe.Bind) -> None:
+        sql, classification = self._statements.get(message.statement, ("", _UNKNOWN_PORTAL))
+        self._portals[message.portal] = _Portal(
+            sql, classification, message.statement, message.decoded_params()
+        )
+
+    def _on_close(self, message: fe.Close) -> None:
+        if message.kind == "S":
+            self._statements.pop(message.name, None)
+        else:
+            self._portals.pop(message.name, None)
+
+    def _on_function_call(self, message: fe.FunctionCall) -> SqlStatement:
+        return SqlStatement(
+            f"-- function call: oid {message.function_oid}",
+            _FUNCTION_CALL,
+            origin="function-call",
+            params=message.args,
+        )
 
     def forwarded(self, message: object, command: SqlStatement | None, number: int | None) -> None:
         """Note that ``message`` went to the target, so its answer can be attributed."""
@@ -191,7 +200,16 @@ _EXECUTE: Final = frozenset({"execute"})
 _QUERY_OR_EXECUTE: Final = frozenset({"query", "execute"})
 _QUERY_OR_SYNC: Final = frozenset({"query", "sync"})
 
-# Dispatch by exact message type: this runs for every message a target sends.
+# Dispatch by exact message type: these run for every message each side sends.
+_COMMAND_HANDLERS: Final[dict[type, Callable[[StatementTracker, Any], SqlStatement | None]]] = {
+    fe.Query: StatementTracker._on_query,
+    fe.Execute: StatementTracker._on_execute,
+    fe.Parse: StatementTracker._on_parse,
+    fe.Bind: StatementTracker._on_bind,
+    fe.Close: StatementTracker._on_close,
+    fe.FunctionCall: StatementTracker._on_function_call,
+}
+
 _RESULT_HANDLERS: Final[dict[type, Callable[[StatementTracker, Any], Any]]] = {
     be.CommandComplete: StatementTracker._on_complete,
     be.EmptyQueryResponse: StatementTracker._on_empty_query,

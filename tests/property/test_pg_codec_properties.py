@@ -442,3 +442,63 @@ def test_command_complete_row_count_never_raises(tag: str) -> None:
 @given(st.binary(max_size=200))
 def test_copy_data_carries_any_bytes(data: bytes) -> None:
     assert _decode_one(PostgresCodec(Role.CLIENT), wire.frame(b"d", data)) == CopyData(data)
+
+
+# ------------------------------------------------- (4) drain == next_event loop
+
+
+def _outcome_by_next_event(codec: PostgresCodec, chunks: list[bytes]) -> list[object]:
+    """Per chunk: the messages, the end flag and the consumed bytes; or the error."""
+    outcome: list[object] = []
+    try:
+        for chunk in [*chunks, b""]:
+            codec.receive_data(chunk)
+            messages: list[Event] = []
+            closed = False
+            while (event := codec.next_event()) is not NEED_DATA:
+                if isinstance(event, ConnectionClosed):
+                    closed = True
+                    break
+                messages.append(event)
+            outcome.append((messages, closed, codec.take_consumed()))
+            if closed:
+                break
+    except ProtocolError as exc:
+        outcome.append(("error", exc.message, exc.code))
+    return outcome
+
+
+def _outcome_by_drain(codec: PostgresCodec, chunks: list[bytes]) -> list[object]:
+    outcome: list[object] = []
+    try:
+        for chunk in [*chunks, b""]:
+            codec.receive_data(chunk)
+            messages, closed = codec.drain()
+            outcome.append((messages, closed, codec.take_consumed()))
+            if closed:
+                break
+    except ProtocolError as exc:
+        outcome.append(("error", exc.message, exc.code))
+    return outcome
+
+
+@given(st.one_of(SERVER_INPUT, client_streams().map(lambda s: s[1])), st.booleans(), st.data())
+def test_drain_agrees_with_next_event_on_client_input(
+    raw: bytes, bulk: bool, data: st.DataObject
+) -> None:
+    chunks = data.draw(chunkings(raw), label="chunks")
+    by_event, by_drain = _server(False), _server(False)
+    by_event.passing_bulk(bulk)
+    by_drain.passing_bulk(bulk)
+    assert _outcome_by_drain(by_drain, chunks) == _outcome_by_next_event(by_event, chunks)
+
+
+@given(st.one_of(CLIENT_INPUT, server_streams().map(lambda s: s[1])), st.booleans(), st.data())
+def test_drain_agrees_with_next_event_on_server_input(
+    raw: bytes, bulk: bool, data: st.DataObject
+) -> None:
+    chunks = data.draw(chunkings(raw), label="chunks")
+    by_event, by_drain = PostgresCodec(Role.CLIENT), PostgresCodec(Role.CLIENT)
+    by_event.passing_bulk(bulk)
+    by_drain.passing_bulk(bulk)
+    assert _outcome_by_drain(by_drain, chunks) == _outcome_by_next_event(by_event, chunks)
