@@ -1,17 +1,20 @@
 """PostgreSQL benchmark: the target directly vs pgbouncer (session mode) vs trio-copy
-(a bare trio byte-copy proxy, the floor for any trio proxy) vs hoopd (recording on), in
-one run, on 127.0.0.1 with sslmode=disable on every client leg.
+(a bare trio byte-copy proxy, the floor for any trio proxy) vs hoopd (recording on) vs
+hoopd-policy (the same, plus a policy directory that judges every statement and masks
+columns), in one run, on 127.0.0.1 with sslmode=disable on every client leg.
 
     make bench            # or: .venv/bin/python bench/pg_bench.py
 
 Workloads: ``pgbench -n -S`` with 1, 8 and 32 clients in the simple, extended and
-prepared query modes, and a ~100 MB ``COPY ... FROM STDIN`` and ``COPY ... TO STDOUT``
-through psql's ``\\copy``. Prints a table and writes the same rows to
-bench/results/pg.json. bench/README.md explains the figures.
+prepared query modes; a ~100 MB ``COPY ... FROM STDIN`` and ``COPY ... TO STDOUT``
+through psql's ``\\copy`` (not on hoopd-policy); and large-select, one psql
+``select * from pgbench_accounts`` (1,000,000 rows). Prints a table and writes the same
+rows to bench/results/pg.json. bench/README.md explains the figures.
 
 Environment: BENCH_SECONDS (per pgbench run, default 10), BENCH_REPEATS (runs per
 configuration, median reported, default 1), BENCH_COPY_MB (default 100),
-BENCH_POWER_LOSS=1 (adds hoopd with durability = "power-loss" at 8 clients).
+BENCH_POWER_LOSS=1 (adds hoopd with durability = "power-loss" at 8 clients),
+BENCH_PATHS (comma list of the paths to measure, default all; direct always runs).
 
 Exit status: 0 when every configuration was measured, 1 when a path or a run failed
 (the rest is still measured, printed and written), 2 for bad settings or when the
@@ -35,6 +38,7 @@ if __package__ in (None, ""):
     # Run as a script (bench/ is sys.path[0]): make the checkout root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.pg_policy import MASKED_COLUMNS, check_policy, masking_problem, write_policy
 from bench.pg_report import REFERENCE, Cell, build_rows, format_table, write_json
 from bench.pg_services import (
     CLIENT_SSLMODE,
@@ -48,6 +52,8 @@ from bench.pg_services import (
 )
 from bench.pg_workloads import (
     COPY_MODES,
+    LARGE_SELECT,
+    LARGE_SELECT_ROWS,
     PGBENCH_MODES,
     SCALE,
     Measurement,
@@ -56,10 +62,12 @@ from bench.pg_workloads import (
     prepare_copy,
     reset_copy_target,
     run_copy,
+    run_large_select,
     run_pgbench,
 )
 from hoopd.pgcluster import ClusterError, LocalCluster, find_bindir
 
+PATHS = ("direct", "pgbouncer", "trio-copy", "hoopd", "hoopd-policy")
 CLIENT_COUNTS = (1, 8, 32)
 POWER_LOSS_CLIENTS = 8
 WARMUP_SECONDS = 2
@@ -81,6 +89,7 @@ class Settings:
     repeats: int
     copy_mb: float
     power_loss: bool
+    paths: tuple[str, ...] = PATHS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -97,11 +106,22 @@ class Settings:
         power_loss = os.environ.get("BENCH_POWER_LOSS", "0")
         if power_loss not in ("0", "1", ""):
             raise SettingsError(f"BENCH_POWER_LOSS={power_loss!r}: use 1 to enable, 0 to not")
+        listed = [p.strip() for p in os.environ.get("BENCH_PATHS", "").split(",") if p.strip()]
+        unknown = [p for p in listed if p not in PATHS]
+        if unknown:
+            raise SettingsError(
+                f"BENCH_PATHS: unknown path {', '.join(unknown)} (known: {', '.join(PATHS)})"
+            )
+        # direct always runs: the data is loaded through it and every ratio is to it.
+        paths = tuple(p for p in PATHS if not listed or p in listed or p == "direct")
+        if power_loss == "1" and "hoopd" not in paths:
+            raise SettingsError("BENCH_POWER_LOSS=1 needs the hoopd path (BENCH_PATHS)")
         return cls(
             seconds=int(number("BENCH_SECONDS", "10", int)),
             repeats=int(number("BENCH_REPEATS", "1", int)),
             copy_mb=number("BENCH_COPY_MB", "100", float),
             power_loss=power_loss == "1",
+            paths=paths,
         )
 
 
@@ -163,6 +183,7 @@ def print_machine(settings: Settings, bindir: str) -> None:
     print(f"  pgbench            {_version(['pgbench', '--version'])}")
     print(f"  pgbouncer          {_version(['pgbouncer', '--version'])}")
     print("settings")
+    print(f"  paths              {', '.join(settings.paths)}")
     print(f"  pgbench            -n -S -T {settings.seconds}, -j min(clients, nproc)")
     print(f"  data               pgbench -i -s {SCALE}, once, directly")
     print(f"  repeats            {settings.repeats} (median run reported)")
@@ -172,8 +193,14 @@ def print_machine(settings: Settings, bindir: str) -> None:
         "127.0.0.1); pgbouncer and hoopd reach PostgreSQL in plaintext too (hoopd tls=disable), "
         "trio-copy forwards the client's own bytes"
     )
+    print(f"  large-select       psql, select * from pgbench_accounts ({LARGE_SELECT_ROWS:,} rows)")
     print('  recording          on (hoopd durability = "process-crash"', end="")
     print(', plus "power-loss" at 8 clients)' if settings.power_loss else ")")
+    if "hoopd-policy" in settings.paths:
+        print(
+            "  hoopd-policy       hoopd + [policy] directory: policies/destructive-sql and "
+            f"policies/strict, plus mask rules (redact) on {', '.join(MASKED_COLUMNS)}"
+        )
     print(flush=True)
 
 
@@ -198,18 +225,28 @@ def start_proxy(proxy: Pgbouncer | TrioCopy, name: str, errors: list[str]) -> Ro
 
 
 def start_hoopd(
-    root: Path, pg_port: int, password: str, durability: str, errors: list[str]
+    root: Path,
+    pg_port: int,
+    password: str,
+    durability: str,
+    errors: list[str],
+    policy_dir: Path | None = None,
 ) -> tuple[Route, Hoopd] | None:
-    gateway = Hoopd(root, pg_port, password, durability)
+    """Start hoopd and check it with ``select 1``; with a policy, also check that it
+    masks (see bench.pg_policy.masking_problem)."""
+    gateway = Hoopd(root, pg_port, password, durability, policy_dir)
+    name = f"{gateway.path} ({durability})"
     STOPPERS.append(gateway.stop)
     try:
         leg = gateway.start()
     except BenchSetupError as exc:
-        errors.append(f"hoopd ({durability}) path skipped: {exc}")
+        errors.append(f"{name} path skipped: {exc}")
         return None
     problem = smoke_query(leg)
+    if problem is None and policy_dir is not None:
+        problem = masking_problem(leg)
     if problem is not None:
-        errors.append(f"hoopd ({durability}) path skipped: {problem}\n{gateway.stderr_tail()}")
+        errors.append(f"{name} path skipped: {problem}\n{gateway.stderr_tail()}")
         gateway.stop()
         return None
     proc = gateway.process
@@ -234,7 +271,12 @@ def measure(
             errors.append(route.dead_reason)
         return
     cell.runs.append(result)
-    parts = [f"{result.tps:,.0f} tps" if result.tps is not None else f"{result.mb_per_s:.1f} MB/s"]
+    if result.tps is not None:
+        parts = [f"{result.tps:,.0f} tps"]
+    elif result.mb_per_s is not None:
+        parts = [f"{result.mb_per_s:.1f} MB/s"]
+    else:
+        parts = [f"{result.rows_per_s or 0:,.0f} rows/s"]
     parts.append(f"{result.latency_ms:,.3f} ms")
     if result.cpu_seconds is not None:
         parts.append(f"{result.cpu_seconds * 1e6 / result.statements:,.1f} us/stmt")
@@ -242,6 +284,13 @@ def measure(
 
 
 def run_benchmark(settings: Settings, root: Path, errors: list[str]) -> list[Cell]:
+    policy_dir = None
+    if "hoopd-policy" in settings.paths:
+        # Checked before anything starts: a policy hoopd would refuse is a setup error.
+        policy_dir = root / "policy"
+        files = write_policy(policy_dir)
+        print(f"policy for hoopd-policy: {', '.join(files)}")
+        print(f"  {check_policy(policy_dir)}; its test cases pass", flush=True)
     cluster = LocalCluster(root / "pg")
     STOPPERS.append(cluster.stop)
     password = start_cluster(cluster, root / "postgresql.log")
@@ -263,13 +312,21 @@ def run_benchmark(settings: Settings, root: Path, errors: list[str]) -> list[Cel
         (Pgbouncer(root, cluster.port, password), "pgbouncer"),
         (TrioCopy(root, cluster.port, password), "trio-copy"),
     ):
+        if name not in settings.paths:
+            continue
         started_proxy = start_proxy(proxy, name, errors)
         if started_proxy is not None:
             routes.append(started_proxy)
     gateways: list[Hoopd] = []
-    durabilities = ["process-crash"] + (["power-loss"] if settings.power_loss else [])
-    for durability in durabilities:
-        started_gw = start_hoopd(root, cluster.port, password, durability, errors)
+    hoopds: list[tuple[str, Path | None]] = []
+    if "hoopd" in settings.paths:
+        hoopds.append(("process-crash", None))
+    if settings.power_loss:
+        hoopds.append(("power-loss", None))
+    if policy_dir is not None:
+        hoopds.append(("process-crash", policy_dir))
+    for durability, policy in hoopds:
+        started_gw = start_hoopd(root, cluster.port, password, durability, errors, policy)
         if started_gw is not None:
             routes.append(started_gw[0])
             gateways.append(started_gw[1])
@@ -304,9 +361,14 @@ def run_benchmark(settings: Settings, root: Path, errors: list[str]) -> list[Cel
             cells[key] = Cell(leg.path, leg.label, leg.durability, mode, clients)
         return cells[key]
 
-    copy_routes = [p for p in routes if p.leg.durability in (None, "process-crash")]
+    # One run per path: the power-loss hoopd only runs pgbench at 8 clients. No COPY on
+    # hoopd-policy: the strict pack refuses copy-in, and hoopd refuses COPY TO STDOUT where
+    # column mask rules apply (COPY names no columns).
+    large_select_routes = [p for p in routes if p.leg.durability in (None, "process-crash")]
+    copy_routes = [p for p in large_select_routes if p.leg.path != "hoopd-policy"]
     pgbench_runs = sum(len(pgbench_routes(c)) for c in CLIENT_COUNTS) * len(PGBENCH_MODES)
-    total = settings.repeats * (pgbench_runs + len(copy_routes) * len(COPY_MODES))
+    other_runs = len(copy_routes) * len(COPY_MODES) + len(large_select_routes)
+    total = settings.repeats * (pgbench_runs + other_runs)
     estimate = settings.repeats * pgbench_runs * (settings.seconds + 0.5) / 60
     print(f"{total} runs; pgbench alone takes about {estimate:.1f} min", flush=True)
     done = 0
@@ -336,16 +398,25 @@ def run_benchmark(settings: Settings, root: Path, errors: list[str]) -> list[Cel
                     return run_copy(leg, m, data_file, rows, COPY_TIMEOUT_SECONDS)
 
                 measure(route, target, one_copy, progress, errors)
+        for route in large_select_routes:
+            done += 1
+            target = cell(route, LARGE_SELECT, 1)
+            progress = f"[{done}/{total}] {route.leg.label} {LARGE_SELECT}:"
+
+            def one_select(leg: Leg = route.leg) -> Measurement:
+                return run_large_select(leg, COPY_TIMEOUT_SECONDS)
+
+            measure(route, target, one_select, progress, errors)
         if settings.repeats > 1:
             print(f"repeat {repeat + 1}/{settings.repeats} done", flush=True)
 
     for gateway in gateways:
         print(
-            f"hoopd ({gateway.durability}) recorded {gateway.recorded_bytes() / 1e6:.1f} MB "
-            "(recording was on)"
+            f"{gateway.path} ({gateway.durability}) recorded "
+            f"{gateway.recorded_bytes() / 1e6:.1f} MB (recording was on)"
         )
     order = {p.leg.label: i for i, p in enumerate(routes)}
-    mode_order = {m: i for i, m in enumerate(PGBENCH_MODES + COPY_MODES)}
+    mode_order = {m: i for i, m in enumerate((*PGBENCH_MODES, *COPY_MODES, LARGE_SELECT))}
     return sorted(cells.values(), key=lambda c: (mode_order[c.mode], c.clients, order[c.label]))
 
 
@@ -386,15 +457,17 @@ def main() -> int:
     print()
     print(
         f"results (sslmode={CLIENT_SSLMODE} on every client leg; median of "
-        f"{settings.repeats} run(s); ratio = TPS or MB/s over direct's; x trio-copy = hoopd's "
-        "TPS or MB/s over trio-copy's; CPU = the proxy process's utime+stime over the run; "
-        "COPY rows are one statement)"
+        f"{settings.repeats} run(s); ratio = TPS, MB/s (COPY) or rows/s (large-select) over "
+        "direct's; x trio-copy = the same over trio-copy's, on hoopd and hoopd-policy rows; "
+        "CPU = the proxy process's utime+stime over the run; COPY and large-select rows are "
+        "one statement)"
     )
     print(format_table(rows))
     print()
     print(
         "targets (not asserted): hoopd at 8 clients >= 0.30x direct TPS with recording on, "
-        "gateway CPU <= 100 us per statement, COPY >= 0.80x direct MB/s"
+        "gateway CPU <= 100 us per statement, COPY >= 0.80x direct MB/s; hoopd-policy at "
+        "8 clients >= 0.30x direct TPS, large-select >= 0.30x direct rows/s"
     )
     print(f"reference: {REFERENCE}")
     write_json(rows, RESULTS)

@@ -1,5 +1,5 @@
-"""Turning runs into result rows: the median run, ratios to direct (and, for hoopd, to
-trio-copy), the printed table, the targets, and bench/results/pg.json."""
+"""Turning runs into result rows: the median run, ratios to direct (and, for hoopd and
+hoopd-policy, to trio-copy), the printed table, the targets, and bench/results/pg.json."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.pg_workloads import Measurement
+from bench.pg_workloads import LARGE_SELECT, Measurement
 
 # Targets from the issue: printed next to the figures, never asserted.
 TARGET_TPS_RATIO = 0.30  # hoopd at 8 clients, recording on
 TARGET_TPS_CLIENTS = 8
 TARGET_CPU_US = 100.0  # gateway CPU per statement
 TARGET_COPY_RATIO = 0.80
+TARGET_POLICY_TPS_RATIO = 0.30  # hoopd-policy at 8 clients
+TARGET_POLICY_LARGE_SELECT_RATIO = 0.30  # hoopd-policy, large-select rows/s
+# The paths whose rows also get a ratio to trio-copy.
+GATEWAY_PATHS = ("hoopd", "hoopd-policy")
 REFERENCE = (
     "measured earlier on this machine kind: direct ~26,900 TPS at 8 clients (-S), "
     "pgbouncer ~0.55x direct"
@@ -39,12 +43,25 @@ class Cell:
     def is_copy(self) -> bool:
         return self.mode.startswith("copy")
 
+    @property
+    def is_pgbench(self) -> bool:
+        return not self.is_copy and self.mode != LARGE_SELECT
+
+    def throughput(self, run: Measurement | None) -> float | None:
+        """What the mode is compared by: TPS (pgbench), MB/s (COPY) or rows/s
+        (large-select)."""
+        if run is None:
+            return None
+        if self.is_copy:
+            return run.mb_per_s
+        return run.tps if self.is_pgbench else run.rows_per_s
+
     def median(self) -> Measurement | None:
         """The run with the median throughput (the lower one of an even count), so a
         row's figures all come from one run."""
         if not self.runs:
             return None
-        ranked = sorted(self.runs, key=lambda m: (m.mb_per_s if self.is_copy else m.tps) or 0.0)
+        ranked = sorted(self.runs, key=lambda m: self.throughput(m) or 0.0)
         return ranked[(len(ranked) - 1) // 2]
 
 
@@ -53,7 +70,8 @@ class Row:
     cell: Cell
     run: Measurement | None
     ratio: float | None
-    # hoopd rows only: throughput over trio-copy's for the same mode and client count.
+    # hoopd and hoopd-policy rows only: throughput over trio-copy's for the same mode and
+    # client count.
     ratio_to_trio_copy: float | None = None
 
     @property
@@ -69,14 +87,8 @@ class Row:
         return 100 * self.run.cpu_seconds / self.run.seconds
 
 
-def _throughput(run: Measurement | None, copy: bool) -> float | None:
-    if run is None:
-        return None
-    return run.mb_per_s if copy else run.tps
-
-
 def _ratio(cell: Cell, run: Measurement | None, base: Measurement | None) -> float | None:
-    mine, theirs = _throughput(run, cell.is_copy), _throughput(base, cell.is_copy)
+    mine, theirs = cell.throughput(run), cell.throughput(base)
     return mine / theirs if mine is not None and theirs else None
 
 
@@ -87,7 +99,7 @@ def build_rows(cells: Iterable[Cell]) -> list[Row]:
     rows = []
     for cell in cells:
         run, key = cell.median(), (cell.mode, cell.clients)
-        floor = _ratio(cell, run, trio_copy.get(key)) if cell.path == "hoopd" else None
+        floor = _ratio(cell, run, trio_copy.get(key)) if cell.path in GATEWAY_PATHS else None
         rows.append(Row(cell, run, _ratio(cell, run, direct.get(key)), floor))
     return rows
 
@@ -114,6 +126,7 @@ def to_json(rows: Sequence[Row]) -> list[dict[str, Any]]:
                 "mb_per_s": _round(row.run.mb_per_s, 1),
                 "durability": row.cell.durability,
                 "ratio_to_trio_copy": _round(row.ratio_to_trio_copy, 3),
+                "rows_per_s": _round(row.run.rows_per_s, 0),
             }
         )
     return out
@@ -126,18 +139,32 @@ def write_json(rows: Sequence[Row], path: Path) -> None:
     os.replace(partial, path)
 
 
+def _met(ratio: float, target: float) -> str:
+    return f"x>={target:.2f} {'met' if ratio >= target else 'MISSED'}"
+
+
 def _target_note(row: Row) -> str:
-    if row.cell.path != "hoopd" or row.run is None:
+    cell, ratio = row.cell, row.ratio
+    if row.run is None:
+        return ""
+    if cell.path == "hoopd-policy":
+        if ratio is None:
+            return ""
+        if cell.mode == LARGE_SELECT:
+            return _met(ratio, TARGET_POLICY_LARGE_SELECT_RATIO)
+        if cell.is_pgbench and cell.clients == TARGET_TPS_CLIENTS:
+            return _met(ratio, TARGET_POLICY_TPS_RATIO)
+        return ""
+    # hoopd: the targets from the issue (none for large-select).
+    if cell.path != "hoopd" or cell.mode == LARGE_SELECT:
         return ""
     notes = []
-    if row.cell.is_copy:
-        if row.ratio is not None:
-            met = row.ratio >= TARGET_COPY_RATIO
-            notes.append(f"x>={TARGET_COPY_RATIO:.2f} {'met' if met else 'MISSED'}")
+    if cell.is_copy:
+        if ratio is not None:
+            notes.append(_met(ratio, TARGET_COPY_RATIO))
         return "; ".join(notes)
-    if row.cell.clients == TARGET_TPS_CLIENTS and row.ratio is not None:
-        met = row.ratio >= TARGET_TPS_RATIO
-        notes.append(f"x>={TARGET_TPS_RATIO:.2f} {'met' if met else 'MISSED'}")
+    if cell.clients == TARGET_TPS_CLIENTS and ratio is not None:
+        notes.append(_met(ratio, TARGET_TPS_RATIO))
     cpu = row.cpu_us_per_statement
     if cpu is not None:
         notes.append(f"cpu<={TARGET_CPU_US:.0f} {'met' if cpu <= TARGET_CPU_US else 'MISSED'}")
@@ -150,11 +177,12 @@ def _fmt(value: float | None, spec: str) -> str:
 
 COLUMNS = (
     ("path", "<", 20),
-    ("mode", "<", 9),
+    ("mode", "<", 12),
     ("clients", ">", 7),
     ("TPS", ">", 9),
     ("lat ms", ">", 9),
     ("MB/s", ">", 7),
+    ("rows/s", ">", 9),
     ("x direct", ">", 8),
     ("x trio-copy", ">", 11),
     ("CPU us/stmt", ">", 11),
@@ -192,8 +220,9 @@ def format_table(rows: Sequence[Row]) -> str:
                     _fmt(run.tps, ",.0f"),
                     _fmt(run.latency_ms, ",.3f" if run.tps is not None else ",.0f"),
                     _fmt(run.mb_per_s, ".1f"),
+                    _fmt(run.rows_per_s, ",.0f"),
                     _fmt(row.ratio, ".2f"),
-                    "" if row.cell.path != "hoopd" else _fmt(row.ratio_to_trio_copy, ".2f"),
+                    _fmt(row.ratio_to_trio_copy, ".2f") if row.cell.path in GATEWAY_PATHS else "",
                     _fmt(row.cpu_us_per_statement, ",.1f" if run.tps is not None else ",.0f"),
                     _fmt(row.cpu_percent, ".0f"),
                     _target_note(row),

@@ -295,14 +295,25 @@ class TrioCopy:
 
 
 class Hoopd:
-    """``python -m hoopd serve`` with recording on, relaying to the cluster in plaintext."""
+    """``python -m hoopd serve`` with recording on, relaying to the cluster in plaintext;
+    with ``policy_dir``, it is the ``hoopd-policy`` path, judging and masking by that
+    directory's rules (``[policy] directory``)."""
 
-    def __init__(self, root: Path, pg_port: int, password: str, durability: str) -> None:
-        self.dir = root / f"hoopd-{durability}"
+    def __init__(
+        self,
+        root: Path,
+        pg_port: int,
+        password: str,
+        durability: str,
+        policy_dir: Path | None = None,
+    ) -> None:
+        self.path = "hoopd" if policy_dir is None else "hoopd-policy"
+        self.dir = root / f"{self.path}-{durability}"
         self.port = free_port()
         self.pg_port = pg_port
         self.upstream_password = password
         self.durability = durability
+        self.policy_dir = policy_dir
         self.token = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -313,6 +324,7 @@ class Hoopd:
     def _write_config(self) -> Path:
         digest = hashlib.sha256(self.token.encode()).hexdigest()
         config = self.dir / "hoopd.toml"
+        policy = "" if self.policy_dir is None else f'\n[policy]\ndirectory = "{self.policy_dir}"\n'
         config.write_text(
             f"""[gateway]
 data_dir = "{self.data_dir}"
@@ -323,7 +335,7 @@ allow_plaintext_on_loopback = true
 
 [recording]
 durability = "{self.durability}"
-
+{policy}
 [[tokens]]
 identity = "bench"
 sha256 = "{digest}"
@@ -359,8 +371,10 @@ listen = "127.0.0.1:{self.port}"
                 env=env,
             )
         _wait_for_ready(self.process, "hoopd serve", out_path, err_path, READY_SECONDS)
-        label = "hoopd" if self.durability == "process-crash" else f"hoopd ({self.durability})"
-        return Leg("hoopd", label, self.port, self.token, self.process.pid, self.durability)
+        label = self.path
+        if self.durability != "process-crash":
+            label += f" ({self.durability})"
+        return Leg(self.path, label, self.port, self.token, self.process.pid, self.durability)
 
     def stderr_tail(self) -> str:
         return _tail(self.dir / "stderr.log")

@@ -1,4 +1,5 @@
-"""The workloads: pgbench select-only runs and timed COPY transfers, one leg at a time.
+"""The workloads: pgbench select-only runs, timed COPY transfers and one large SELECT,
+one leg at a time.
 
 Each run returns a :class:`Measurement`, or raises :class:`RunFailed` with the client's
 own error output. CPU is sampled from ``/proc`` just before the client starts and just
@@ -19,7 +20,9 @@ from hoopd.pgcluster import LocalCluster
 
 PGBENCH_MODES = ("simple", "extended", "prepared")
 COPY_MODES = ("copy-in", "copy-out")
+LARGE_SELECT = "large-select"
 SCALE = 10
+LARGE_SELECT_ROWS = SCALE * 100_000  # every row of pgbench_accounts
 COPY_SOURCE_TABLE = "copy_src"
 COPY_TARGET_TABLE = "copy_in"
 # Width of one row of the COPY table in text format, for sizing the file (see prepare_copy).
@@ -42,6 +45,7 @@ class Measurement:
     latency_ms: float
     cpu_seconds: float | None  # of the leg's process, over the run
     mb_per_s: float | None = None
+    rows_per_s: float | None = None
 
 
 def _cpu(leg: Leg) -> float | None:
@@ -191,4 +195,24 @@ def run_copy(leg: Leg, mode: str, data_file: Path, rows: int, timeout: float) ->
         latency_ms=elapsed * 1000,
         cpu_seconds=cpu,
         mb_per_s=size / 1_000_000 / elapsed,
+    )
+
+
+def run_large_select(leg: Leg, timeout: float) -> Measurement:
+    """``psql -c "select * from pgbench_accounts" -o /dev/null``: every row, in text
+    format, through the leg, timed from psql's start to its exit like COPY. psql holds the
+    whole result and formats it (aligned) before writing it to /dev/null; ``\\echo
+    :ROW_COUNT`` then prints the row count on stdout, which must be every row."""
+    argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null"]
+    argv += ["-c", "select * from pgbench_accounts", "-c", "\\echo :ROW_COUNT"]
+    done, elapsed, cpu = _run_client(leg, argv, timeout=timeout)
+    if done.stdout.strip() != str(LARGE_SELECT_ROWS):
+        raise RunFailed(f"expected {LARGE_SELECT_ROWS} rows from psql, got {done.stdout.strip()!r}")
+    return Measurement(
+        seconds=elapsed,
+        statements=1,
+        tps=None,
+        latency_ms=elapsed * 1000,
+        cpu_seconds=cpu,
+        rows_per_s=LARGE_SELECT_ROWS / elapsed,
     )

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from hoopd import demo, serve_cli
+from hoopd.approvals import cli as approvals_cli
 from hoopd.identity import cli as token_cli
+from hoopd.policy import cli as policy_cli
 from hoopd.recording import cli as recording_cli
 
 Registrar = Callable[["argparse._SubParsersAction[Any]"], None]
@@ -21,4 +23,6 @@ REGISTRARS: tuple[Registrar, ...] = (
     demo.register,
     recording_cli.register,
     token_cli.register,
+    policy_cli.register,
+    approvals_cli.register,
 )

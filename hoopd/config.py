@@ -27,14 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, cast
+from urllib.parse import urlsplit
 
 KNOWN_PROTOCOLS: Final[frozenset[str]] = frozenset({"postgres"})
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 DURABILITIES: Final = ("process-crash", "power-loss")
 TARGET_TLS_MODES: Final = ("disable", "require", "verify-full")
+WEBHOOK_FORMATS: Final = ("json", "slack")
 
 Durability = Literal["process-crash", "power-loss"]
 TargetTLS = Literal["disable", "require", "verify-full"]
+WebhookFormat = Literal["json", "slack"]
 
 # A secret file is small; the cap stops a mistaken path such as /dev/zero hanging a dial.
 _MAX_SECRET_FILE_BYTES: Final = 64 * 1024
@@ -166,6 +169,25 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """``directory``: the policy files (YAML, kept in git); None runs without policy,
+    letting every command through (each is still recorded)."""
+
+    directory: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalsConfig:
+    """Just-in-time approval: ``admin_listen`` (loopback only) serves the admin API, None
+    serves none; ``webhook_url`` is told when a request opens and when it is decided."""
+
+    admin_listen: tuple[str, int] | None = None
+    webhook_url: str | None = None
+    webhook_format: WebhookFormat = "json"
+    default_deadline_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """The whole configuration; ``source`` is the file it came from (used in messages)."""
 
@@ -178,8 +200,10 @@ class GatewayConfig:
     max_message_bytes: int
     client_tls: ClientTLSConfig
     recording: RecordingConfig
+    policy: PolicyConfig
     tokens: tuple[TokenConfig, ...]
     connections: tuple[ConnectionConfig, ...]
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
 
 def load_config(path: Path | str, *, protocols: Set[str] = KNOWN_PROTOCOLS) -> GatewayConfig:
@@ -240,6 +264,10 @@ def config_from_dict(
         cast(Durability, rec.choice("durability", DURABILITIES, "process-crash"))
     )
     rec.done()
+    pol = root.table("policy")
+    policy = PolicyConfig(pol.path("directory"))
+    pol.done()
+    approvals = _approvals(root.table("approvals"))
     tokens = _tokens(root.tables("tokens"))
     connections = _connections(root.tables("connections"), protocols)
     root.done()
@@ -256,8 +284,10 @@ def config_from_dict(
         max_message_bytes=max_message,
         client_tls=client_tls,
         recording=recording,
+        policy=policy,
         tokens=tokens,
         connections=connections,
+        approvals=approvals,
     )
 
 
@@ -271,6 +301,16 @@ def _client_tls(t: _Table) -> ClientTLSConfig:
     allow = t.boolean("allow_plaintext_on_loopback", False)
     t.done()
     return ClientTLSConfig(cert_file, key_file, allow)
+
+
+def _approvals(t: _Table) -> ApprovalsConfig:
+    listen_text = t.optional_text("admin_listen", check=_check_loopback_listen)
+    admin_listen = _parse_listen(listen_text)[0] if listen_text else None
+    webhook_url = t.optional_text("webhook_url", check=_check_webhook_url)
+    webhook_format = t.choice("webhook_format", WEBHOOK_FORMATS, "json")
+    deadline = t.number("default_deadline_seconds", 300.0)
+    t.done()
+    return ApprovalsConfig(admin_listen, webhook_url, cast(WebhookFormat, webhook_format), deadline)
 
 
 def _tokens(tables: list[_Table]) -> tuple[TokenConfig, ...]:
@@ -386,6 +426,35 @@ def _check_env_name(value: str) -> str | None:
     if "=" in value or "\0" in value:
         return f"is not a valid environment variable name (got {_shown(value)})"
     return None
+
+
+def _check_loopback_listen(value: str) -> str | None:
+    (host, _), error = _parse_listen(value)
+    if error:
+        return error
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    # The admin API speaks plain HTTP and carries bearer tokens.
+    return (
+        "must be a loopback address such as 127.0.0.1:8433, because the admin API speaks"
+        f" plain HTTP and carries tokens (got {_shown(value)})"
+    )
+
+
+def _check_webhook_url(value: str) -> str | None:
+    try:
+        parsed = urlsplit(value)
+        usable = parsed.scheme in ("http", "https") and bool(parsed.hostname) and parsed.port != 0
+    except ValueError:  # a bad port or bracketed host
+        usable = False
+    if usable:
+        return None
+    # Not shown: a webhook URL often carries a secret in its path (Slack's do).
+    return "must be an http:// or https:// URL with a host (value not shown)"
 
 
 def _parse_listen(text: str) -> tuple[tuple[str, int], str | None]:

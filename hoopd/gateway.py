@@ -33,6 +33,8 @@ class Gateway:
     pipeline: Pipeline
     client_tls: ssl.SSLContext
     target_tls: Mapping[str, ssl.SSLContext | None] = field(default_factory=dict)
+    #: Keys the ``hmac`` masking style (see hoopd.session_masking.load_key).
+    masking_key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hoopd.events import CommandResult, SqlStatement
 from hoopd.identity.base import Identity
+from hoopd.policy.verdict import Subject, Verdict
 from hoopd.recording.journal import RecorderError, SessionRecorder
+
+if TYPE_CHECKING:
+    from hoopd.approval_stage import ApprovalStage, ClientGone, Notify
+    from hoopd.policy.policy import Policy
 
 Command = SqlStatement
 
@@ -52,33 +57,108 @@ class Session:
     recorder: SessionRecorder
     labels: Mapping[str, str] = field(default_factory=dict)
     commands: int = 0
+    #: What policy knows of this session; made on first use.
+    subject: Subject | None = None
+    #: Column mask rules cover this session: a bulk export that names no columns on
+    #: the wire (PostgreSQL's COPY TO STDOUT) could not be masked, so it is refused.
+    copy_out_refused: bool = False
+    #: Tells the client something at once, in its protocol (set by the engine);
+    #: without it a command that needs approval cannot wait for one.
+    notify: Notify | None = None
+    #: Returns once the client has gone away (set by the engine with ``notify``).
+    client_gone: ClientGone | None = None
+
+
+class Refusal(NamedTuple):
+    """A command the policy does not let through; the session goes on.
+
+    ``message`` is for the client; ``rule`` names the deciding rule (None when a
+    default decided); ``action`` is the verdict that refused it (``deny``, or
+    ``approve`` without an approval, or ``mask`` for an export masking rules forbid).
+    """
+
+    message: str
+    rule: str | None
+    action: str
+
+
+class Admission(NamedTuple):
+    """The pipeline's answer for one command: its number in the session, and the
+    refusal if it must not reach the target (then the engine tells the client, in
+    the client's protocol, at the point where the target would have answered)."""
+
+    number: int
+    refusal: Refusal | None
 
 
 class Pipeline:
-    """Applies the gateway's stages to commands and results of every protocol."""
+    """Applies the gateway's stages to commands and results of every protocol.
 
-    async def admit(self, session: Session, commands: Sequence[Command]) -> list[int]:
-        """Let ``commands`` through, or raise ``CommandRefused``.
+    ``policy`` may be replaced at any moment (reload); each command is judged by
+    the policy in force when it arrives. Without a policy every command is let
+    through (and recorded).
+    """
 
-        Returns each command's number in the session (1, 2, ...), which results
-        refer to. Guarantees: when this returns, every command's record is written
-        with the durability the journal was opened with.
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy = policy
+        #: Holds commands that need approval; None refuses them instead.
+        self.approvals: ApprovalStage | None = None
+
+    async def admit(self, session: Session, commands: Sequence[Command]) -> list[Admission]:
+        """Judge and record ``commands``; raise ``CommandRefused`` if recording fails.
+
+        Returns, per command, its number in the session (1, 2, ...), which results
+        refer to, and whether policy refused it. Guarantees: when this returns,
+        every command's record (with the verdict, when a policy is in force) is
+        written with the durability the journal was opened with; a refused command
+        must not be forwarded.
         """
+        policy = self.policy
         records: list[tuple[str, Mapping[str, Any]]] = []
-        numbers = []
+        admissions = []
         number = session.commands
         for command in commands:
             number += 1
             body = command.to_record()
             body["command"] = number
+            refusal = None
+            if policy is not None:
+                verdict = policy.judge(session_subject(session), command)
+                body["verdict"] = _verdict_record(verdict)
+                if verdict.action == "approve":
+                    refusal = await self._hold(session, command, verdict, body)
+                else:
+                    refusal = _refusal(verdict)
+            if refusal is None and session.copy_out_refused and _exports(command):
+                refusal = Refusal(_COPY_OUT_MESSAGE, None, "mask")
+                body["verdict"] = {"action": "deny", "rule": None, "message": refusal.message}
             records.append(("statement", body))
-            numbers.append(number)
+            admissions.append(Admission(number, refusal))
         try:
             await session.recorder.append(records)
         except RecorderError as exc:
             raise _recording_refused() from exc
         session.commands = number
-        return numbers
+        return admissions
+
+    async def _hold(
+        self, session: Session, command: Command, verdict: Verdict, body: dict[str, Any]
+    ) -> Refusal | None:
+        """Wait for approval; the outcome (who decided, why, when) joins the record."""
+        if self.approvals is None or session.notify is None or session.client_gone is None:
+            return _refusal(verdict)
+        held = await self.approvals.hold(
+            session_id=session.session_id,
+            identity=session.identity,
+            connection=session.connection,
+            protocol=session.protocol,
+            command=command,
+            verdict=verdict,
+            notify=session.notify,
+            client_gone=session.client_gone,
+        )
+        body["approval"] = held.record
+        return None if held.approved else Refusal(held.message, verdict.rule, "approve")
 
     async def observe(
         self, session: Session, results: Sequence[tuple[int | None, CommandResult]]
@@ -117,3 +197,42 @@ def _recording_refused() -> CommandRefused:
         "recording-unavailable",
         fatal=True,
     )
+
+
+_COPY_OUT_MESSAGE = (
+    "COPY TO STDOUT is refused on this connection: masking rules cover some of its columns,"
+    " and COPY does not name them; use SELECT instead"
+)
+
+
+def _exports(command: Command) -> bool:
+    return "copy-out" in command.classification.kinds
+
+
+def session_subject(session: Session) -> Subject:
+    """What policy knows of ``session`` (made once, then kept on the session)."""
+    subject = session.subject
+    if subject is None:
+        subject = session.subject = Subject(
+            session.identity, session.connection, session.labels, session.protocol
+        )
+    return subject
+
+
+def _verdict_record(verdict: Verdict) -> dict[str, Any]:
+    record: dict[str, Any] = {"action": verdict.action, "rule": verdict.rule}
+    if verdict.message is not None:
+        record["message"] = verdict.message
+    return record
+
+
+def _refusal(verdict: Verdict) -> Refusal | None:
+    if verdict.action == "allow":
+        return None
+    if verdict.action == "approve":
+        # Approval cannot be granted by this gateway yet: holding the statement
+        # forever would hang the client, letting it through would bypass the rule.
+        groups = ", ".join(verdict.approvers) or "an approver"
+        message = f"this statement needs approval by {groups}, which this gateway cannot take yet"
+        return Refusal(message, verdict.rule, "approve")
+    return Refusal(verdict.message or "denied by policy", verdict.rule, "deny")

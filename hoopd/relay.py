@@ -17,6 +17,7 @@ engines uphold that by writing to a stream only from the pump that owns it.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -145,6 +146,36 @@ class TrioByteStream:
                 await self.stream.aclose()
         if scope.cancelled_caught:
             await trio.aclose_forcefully(self.stream)
+
+
+PEER_CHECK_SECONDS = 0.5
+
+
+def fileno_of(stream: ByteStream) -> int | None:
+    """The socket under ``stream`` (plain or TLS), if it has one."""
+    if isinstance(stream, SocketByteStream):
+        return stream.socket.fileno()
+    transport = getattr(getattr(stream, "stream", None), "transport_stream", None)
+    sock = getattr(transport, "socket", None)
+    return sock.fileno() if sock is not None else None
+
+
+async def wait_peer_gone(stream: ByteStream) -> None:
+    """Return once the peer has closed its side or the connection broke.
+
+    For a task that is not reading the stream (a command waiting for approval):
+    checks every :data:`PEER_CHECK_SECONDS` with ``POLLRDHUP``, which reports the
+    peer's close even when unread data is still queued. Without a socket it waits
+    forever.
+    """
+    fd = fileno_of(stream)
+    if fd is None:
+        await trio.sleep_forever()
+        return
+    poller = select.poll()
+    poller.register(fd, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    while not poller.poll(0):
+        await trio.sleep(PEER_CHECK_SECONDS)
 
 
 async def connect_tcp(host: str, port: int) -> SocketByteStream:

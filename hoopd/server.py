@@ -10,17 +10,24 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 
 import trio
 
+from hoopd.approval_stage import ApprovalStage
+from hoopd.approvals.server import serve_admin_api
+from hoopd.approvals.store import ApprovalStore
 from hoopd.config import ConnectionConfig, GatewayConfig, check_secrets
 from hoopd.gateway import Gateway, Listener, ProtocolEngine, load_plugins
 from hoopd.identity.tokens import StaticTokenVerifier
 from hoopd.pipeline import Pipeline
+from hoopd.policy.errors import PolicyError
+from hoopd.policy_reload import PolicyReloader
 from hoopd.recording.journal import Journal
 from hoopd.relay import SocketByteStream
+from hoopd.session_masking import load_key
 from hoopd.tlsconfig import client_leg_certificate, client_leg_context, target_leg_context
 
 log = logging.getLogger("hoopd")
@@ -106,7 +113,15 @@ def build_gateway(config: GatewayConfig, journal: Journal) -> Gateway:
         pipeline=Pipeline(),
         client_tls=client_tls,
         target_tls=target_tls,
+        masking_key=_masking_key(config),
     )
+
+
+def _masking_key(config: GatewayConfig) -> bytes:
+    try:
+        return load_key(config.data_dir)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"the masking key in {config.data_dir} is unusable: {exc}") from exc
 
 
 async def serve(
@@ -127,12 +142,18 @@ async def serve(
             raise StartupError(f"no engine installed for protocol {listener.protocol!r}")
     journal = Journal.open(config.data_dir, config.recording.durability)
     sockets: list[socket.socket] = []
+    approvals: ApprovalStore | None = None
     try:
         gateway = build_gateway(config, journal)
+        approvals = _open_approvals(config)
+        reloader = _policy_reloader(config, gateway.pipeline)
         for listener in listeners:
             sockets.append(bind(listener))  # closed below even if a later bind fails
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
+            await _start_approvals(nursery, config, gateway, approvals)
+            if reloader is not None:
+                nursery.start_soon(reloader.watch)
             for listener, sock in zip(listeners, sockets, strict=True):
                 nursery.start_soon(
                     accept_loop, nursery, gateway, plugins[listener.protocol], listener, sock
@@ -144,24 +165,63 @@ async def serve(
                     ", ".join(c.name for c in listener.connections),
                 )
             # Signals are handled before anyone is told we are ready.
-            await nursery.start(_stop_on_signal, nursery.cancel_scope)
+            await nursery.start(_stop_on_signal, nursery.cancel_scope, reloader)
             if on_ready is not None:
                 on_ready(listeners)
             task_status.started(listeners)
     finally:
         for sock in sockets:
             sock.close()
+        if approvals is not None:
+            approvals.close()
         journal.close()
 
 
+def _open_approvals(config: GatewayConfig) -> ApprovalStore:
+    try:
+        return ApprovalStore.open(config.data_dir)
+    except (OSError, sqlite3.Error) as exc:
+        raise StartupError(
+            f"the approval store in {config.data_dir} cannot be opened: {exc}"
+        ) from exc
+
+
+async def _start_approvals(
+    nursery: trio.Nursery, config: GatewayConfig, gateway: Gateway, store: ApprovalStore
+) -> None:
+    """Let commands wait for approval, and serve the admin API when configured."""
+    gateway.pipeline.approvals = ApprovalStage(store, config.approvals, nursery)
+    listen = config.approvals.admin_listen
+    if listen is not None:
+        host, port = listen
+        await nursery.start(serve_admin_api, store, gateway.verifier, host, port)
+
+
+def _policy_reloader(config: GatewayConfig, pipeline: Pipeline) -> PolicyReloader | None:
+    directory = config.policy.directory
+    if directory is None:
+        log.warning("no [policy] directory configured: every command is let through (recorded)")
+        return None
+    try:
+        return PolicyReloader(directory, pipeline)
+    except PolicyError as exc:
+        raise StartupError("the policy did not load:\n" + "\n".join(exc.problems)) from exc
+
+
 async def _stop_on_signal(
-    scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    scope: trio.CancelScope,
+    reloader: PolicyReloader | None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         task_status.started()
         async for signum in signals:
             if signum == signal.SIGHUP:
-                log.info("SIGHUP: nothing to reload yet")
+                if reloader is None:
+                    log.info("SIGHUP: no policy directory configured; nothing to reload")
+                else:
+                    reloader.reload("SIGHUP")
                 continue
             log.info("%s: shutting down", signal.Signals(signum).name)
             scope.cancel()

@@ -8,6 +8,7 @@ when asked, because large results pass through the gateway untouched.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, NamedTuple
 
@@ -98,6 +99,12 @@ class ReadyForQuery:
         return wire.frame(self.TAG, self.status.encode())
 
 
+_INT16_PACK = wire.INT16.pack
+_INT32_PACK = wire.INT32.pack
+_INT16_UNPACK = wire.INT16.unpack_from
+_INT32_UNPACK = wire.INT32.unpack_from
+_NULL_LENGTH = wire.INT32.pack(-1)
+
 _READY_BY_STATUS: Final = {status: ReadyForQuery(status.decode()) for status in (b"I", b"T", b"E")}
 
 
@@ -165,18 +172,42 @@ class DataRow:
         return cls(body)
 
     @classmethod
-    def from_values(cls, values: tuple[bytes | None, ...]) -> DataRow:
-        return cls(wire.INT16.pack(len(values)) + b"".join(wire.nullable_bytes(v) for v in values))
+    def from_values(cls, values: Sequence[bytes | None]) -> DataRow:
+        parts = [_INT16_PACK(len(values))]
+        for value in values:
+            if value is None:
+                parts.append(_NULL_LENGTH)
+            else:
+                parts.append(_INT32_PACK(len(value)))
+                parts.append(value)
+        return cls(b"".join(parts))
 
     def values(self) -> tuple[bytes | None, ...]:
-        count, offset = wire.read_int16(self.body, 0)
+        # Inlined readers: this runs for every row of a result under a masking rule.
+        body = self.body
+        size = len(body)
+        if size < 2:
+            raise ProtocolError("message too short for a 16-bit integer")
+        count = _INT16_UNPACK(body, 0)[0]
         if count < 0:
             raise ProtocolError("negative column count in DataRow")
-        values = []
+        values: list[bytes | None] = []
+        offset = 2
         for _ in range(count):
-            value, offset = wire.read_nullable_bytes(self.body, offset)
-            values.append(value)
-        wire.expect_end(self.body, offset)
+            if offset + 4 > size:
+                raise ProtocolError("message too short for a 32-bit integer")
+            length = _INT32_UNPACK(body, offset)[0]
+            offset += 4
+            if length == -1:
+                values.append(None)
+                continue
+            end = offset + length
+            if length < 0 or end > size:
+                raise ProtocolError("message too short for its declared field length")
+            values.append(body[offset:end])
+            offset = end
+        if offset != size:
+            raise ProtocolError("unexpected trailing bytes in message")
         return tuple(values)
 
     def encode(self) -> bytes:
@@ -282,6 +313,12 @@ class ErrorResponse:
 class NoticeResponse:
     TAG: ClassVar[bytes] = b"N"
     fields: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def build(
+        cls, code: str, message: str, severity: str = "NOTICE", **extra: str
+    ) -> NoticeResponse:
+        return cls(ErrorResponse.build(code, message, severity, **extra).fields)
 
     @classmethod
     def decode(cls, body: bytes) -> NoticeResponse:

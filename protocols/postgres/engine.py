@@ -2,30 +2,24 @@
 
 Flow: client handshake (TLS, token) -> open the session's recording -> dial the
 target with the gateway's credentials -> tell the client it is ready, with a
-BackendKeyData of the gateway's own -> two pumps (client->target, target->client)
-in one nursery. Each pump decodes whole messages, hands commands and results to
-the shared pipeline (which records them before anything moves on), and forwards
-the original bytes in one write per received chunk.
-
-A pump that must end the session (bad input, recorder failure) stores why and
-returns; the other pump is cancelled, and only then is the error written to the
-client, so each stream has a single writer at every moment.
+BackendKeyData of the gateway's own -> the session's two pumps (``pumps.py``) in
+one nursery -> the last words to the client and the end of the recording.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import partial
 
 import trio
 
 from hoopd.codec import ProtocolError
 from hoopd.gateway import Gateway, Listener
-from hoopd.pipeline import CommandRefused, Session
+from hoopd.pipeline import Session, session_subject
 from hoopd.recording.journal import RecorderError, SessionRecorder
-from hoopd.relay import ByteStream, SocketByteStream, run_pumps
+from hoopd.relay import ByteStream, SocketByteStream, run_pumps, wait_peer_gone
+from hoopd.session_masking import covering_rules
 
 from . import backend as be
 from . import frontend as fe
@@ -33,21 +27,13 @@ from . import refusals
 from .cancel import CancelRegistry, UpstreamKey
 from .codec import PostgresCodec, Role
 from .handshake import CancelHandled, ClientHello, ClientLeg, HandshakeRefused, accept_client
-from .tracker import StatementTracker
+from .masking import MaskingError, ResultMasker, result_masker
+from .pumps import SessionEnd, SessionPumps
 from .upstream import TargetUnavailable, Upstream, connect_upstream
 
 log = logging.getLogger("hoopd.postgres")
 
-REFUSAL_CODES = {"recording-unavailable": "58030"}
 _REPLY_DEADLINE = 5.0
-
-
-@dataclass(slots=True)
-class SessionEnd:
-    """Why a session ended, and the last words for the client (may be empty)."""
-
-    reason: str
-    reply: bytes = b""
 
 
 class PostgresEngine:
@@ -190,19 +176,31 @@ class PostgresEngine:
         except trio.TooSlowError:
             message = f'timed out connecting to the target of connection "{connection.name}"'
             return SessionEnd("target unavailable", refusals.fatal("08001", message))
+        session = Session(
+            recorder.session_id,
+            hello.identity,
+            connection.name,
+            self.name,
+            client_addr,
+            recorder,
+            connection.labels,
+        )
+        try:
+            masker = await _masking_for(gateway, session, upstream)
+        except (MaskingError, ProtocolError, ValueError, trio.BrokenResourceError, OSError) as exc:
+            log.error("session %s: masking cannot be set up: %s", recorder.session_id, exc)
+            await upstream.stream.aclose()
+            reply = refusals.fatal(
+                refusals.CANNOT_CONNECT_NOW, "hoopd: masking for this session cannot be set up"
+            )
+            return SessionEnd("masking unavailable", reply)
         key = UpstreamKey(upstream.host, upstream.port, upstream.process_id, upstream.secret)
         process_id, secret = self.cancels.issue(key)
         try:
             await leg.stream.send_all(_ready_messages(upstream, process_id, secret))
-            session = Session(
-                recorder.session_id,
-                hello.identity,
-                connection.name,
-                self.name,
-                client_addr,
-                recorder,
-            )
-            relay = _Relay(gateway, session, leg, upstream)
+            relay = SessionPumps(gateway, session, leg, upstream, masker)
+            session.notify = relay.notify
+            session.client_gone = partial(wait_peer_gone, leg.stream)
             await run_pumps(relay.client_to_target, relay.target_to_client)
             return relay.end
         except (trio.BrokenResourceError, OSError):
@@ -213,89 +211,17 @@ class PostgresEngine:
                 await upstream.stream.aclose()
 
 
-class _Relay:
-    """The two pumps of one session; see the module docstring."""
-
-    def __init__(self, gateway: Gateway, session: Session, leg: ClientLeg, upstream: Upstream):
-        self.pipeline = gateway.pipeline
-        self.session = session
-        self.client: ByteStream = leg.stream
-        self.client_codec = leg.codec
-        self.target: ByteStream = upstream.stream
-        self.target_codec = upstream.codec
-        self.tracker = StatementTracker()
-        # Rows and COPY data carry no command and no result summary: frame them only.
-        self.client_codec.passing_bulk()
-        self.target_codec.passing_bulk()
-        self.end = SessionEnd("client closed the connection")
-
-    async def client_to_target(self) -> None:
-        # The per-statement hot path: names bound once, one pass over the messages.
-        codec, receive, send = self.client_codec, self.client.receive_some, self.target.send_all
-        command_for, forwarded = self.tracker.command_for, self.tracker.forwarded
-        admit, session = self.pipeline.admit, self.session
-        while True:
-            codec.receive_data(await receive())
-            try:
-                messages, closed = codec.drain()
-            except ProtocolError as exc:
-                log.warning("session %s: client protocol error: %s", session.session_id, exc)
-                self.end = SessionEnd(
-                    "client protocol error", refusals.fatal(exc.code, exc.message)
-                )
-                return
-            commands = [command_for(message) for message in messages]
-            admitted = [command for command in commands if command is not None]
-            numbers: Iterator[int] = iter(())
-            if admitted:
-                try:
-                    numbers = iter(await admit(session, admitted))
-                except CommandRefused as refused:
-                    self.end = self._refused(refused)
-                    return
-            terminated = False
-            for message, command in zip(messages, commands, strict=True):
-                forwarded(message, command, next(numbers) if command else None)
-                terminated = terminated or type(message) is fe.Terminate
-            out = codec.take_consumed()
-            if out:
-                await send(out)
-            if closed or terminated:
-                self.end = SessionEnd("client closed the connection")
-                return
-
-    async def target_to_client(self) -> None:
-        codec, receive, send = self.target_codec, self.target.receive_some, self.client.send_all
-        result_for, observe, session = self.tracker.result_for, self.pipeline.observe, self.session
-        while True:
-            codec.receive_data(await receive())
-            try:
-                messages, closed = codec.drain()
-            except ProtocolError as exc:
-                log.warning("session %s: target protocol error: %s", session.session_id, exc)
-                self.end = SessionEnd(
-                    "target protocol error",
-                    refusals.fatal("08P01", "the target sent an invalid message"),
-                )
-                return
-            results = [result for result in map(result_for, messages) if result is not None]
-            if results:
-                try:
-                    await observe(session, results)
-                except CommandRefused as refused:
-                    self.end = self._refused(refused)
-                    return
-            out = codec.take_consumed()
-            if out:
-                await send(out)
-            if closed:
-                self.end = SessionEnd("target closed the connection")
-                return
-
-    def _refused(self, refused: CommandRefused) -> SessionEnd:
-        log.error("session %s: %s", self.session.session_id, refused.message)
-        code = REFUSAL_CODES.get(refused.code, "42501")
-        return SessionEnd(refused.code, refusals.fatal(code, refused.message))
+async def _masking_for(
+    gateway: Gateway, session: Session, upstream: Upstream
+) -> ResultMasker | None:
+    """The session's masking state, when the policy's mask rules cover it."""
+    policy = gateway.pipeline.policy
+    if policy is None:
+        return None
+    rules = covering_rules(policy, session_subject(session))
+    if rules:
+        session.copy_out_refused = any(rule.columns for rule in rules)
+    return await result_masker(rules, gateway.masking_key, upstream)
 
 
 def _ready_messages(upstream: Upstream, process_id: int, secret: bytes) -> bytes:

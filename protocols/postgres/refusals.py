@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hoopd.pipeline import Refusal
+
 from . import backend as be
 
 
@@ -24,3 +26,21 @@ FEATURE_NOT_SUPPORTED = "0A000"
 CANNOT_CONNECT_NOW = "57P03"
 ADMIN_SHUTDOWN = "57P01"
 INSUFFICIENT_RESOURCES = "53000"
+INSUFFICIENT_PRIVILEGE = "42501"
+SUCCESSFUL_COMPLETION = "00000"
+
+
+def policy_refusal(refusal: Refusal) -> be.ErrorResponse:
+    """The ERROR a client gets for a statement policy refused; the session goes on."""
+    rule = f'rule "{refusal.rule}"' if refusal.rule else "the default for this connection"
+    if refusal.action == "approve":
+        detail = f"The statement needs approval under {rule} and does not have it;"
+    elif refusal.action == "mask":
+        detail = "Masking rules cover this session's results;"
+    else:
+        detail = f"The statement was refused by {rule};"
+    return be.ErrorResponse.build(
+        INSUFFICIENT_PRIVILEGE,
+        f"hoopd: {refusal.message}",
+        detail=f"{detail} it did not reach the database.",
+    )

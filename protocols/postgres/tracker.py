@@ -42,6 +42,8 @@ class _Pending(NamedTuple):
     kind: str
     command: SqlStatement | None
     number: int | None
+    #: For a refused command: the error the client gets in place of the target's answer.
+    refusal: be.ErrorResponse | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class StatementTracker:
         self._statements: dict[str, tuple[str, SqlClassification]] = {}
         self._portals: dict[str, _Portal] = {}
         self._pending: deque[_Pending] = deque()
+        #: Refused commands still in the queue: while any is, answers need rewriting.
+        self.refusals_pending = 0
 
     # ------------------------------------------------------------- frontend
 
@@ -109,11 +113,51 @@ class StatementTracker:
             params=message.args,
         )
 
-    def forwarded(self, message: object, command: SqlStatement | None, number: int | None) -> None:
-        """Note that ``message`` went to the target, so its answer can be attributed."""
+    def forwarded(
+        self,
+        message: object,
+        command: SqlStatement | None,
+        number: int | None,
+        refusal: be.ErrorResponse | None = None,
+    ) -> None:
+        """Note that ``message`` went to the target, so its answer can be attributed.
+
+        ``refusal``: the command was refused and what went to the target is its
+        stand-in (:meth:`stand_in`), whose answer is to be replaced by ``refusal``.
+        """
         kind = _AWAITS_ANSWER.get(type(message))
         if kind is not None:
-            self._pending.append(_Pending(kind, command, number))
+            self._pending.append(_Pending(kind, command, number, refusal))
+            if refusal is not None:
+                self.refusals_pending += 1
+
+    def stand_in(self, message: object) -> bytes:
+        """The bytes to send the target in place of a refused command message.
+
+        The target answers a stand-in with one message (``_STAND_IN_ANSWER``) at the
+        exact point where the refused command's answer would have come, so
+        pipelined requests stay in order. An empty query runs nothing; an Execute
+        of a portal that does not exist fails without running anything, and the
+        target then skips to Sync exactly as after a real error.
+        """
+        if isinstance(message, fe.Execute):
+            portal = _REFUSED_PORTAL
+            while portal in self._portals:  # never one the client made
+                portal += "!"
+            return fe.Execute(portal, 0).encode()
+        return fe.Query("").encode()  # Query and FunctionCall: answered, then ReadyForQuery
+
+    def replacement_for(self, message: object) -> be.ErrorResponse | None:
+        """The refusal to send in place of ``message``, if it answers a stand-in.
+
+        Call before :meth:`result_for`, only while ``refusals_pending``; then hand
+        the replacement (not ``message``) to ``result_for``, so the recorded result
+        is what the client saw.
+        """
+        head = self._pending[0] if self._pending else None
+        if head is None or head.refusal is None:
+            return None
+        return head.refusal if type(message) is _STAND_IN_ANSWER.get(head.kind) else None
 
     # -------------------------------------------------------------- backend
 
@@ -155,7 +199,7 @@ class StatementTracker:
         self, head: _Pending | None, result: CommandResult
     ) -> tuple[int | None, CommandResult]:
         if head is not None and head.kind == "execute":
-            self._pending.popleft()
+            self._pop()
         return (head.number if head else None), result
 
     def _error(self, result: CommandResult) -> tuple[int | None, CommandResult]:
@@ -166,19 +210,34 @@ class StatementTracker:
         # charged to the first Execute it prevents (or the one that failed).
         number = None
         while self._pending and self._pending[0].kind != "sync":
-            skipped = self._pending.popleft()
+            skipped = self._pop()
             if number is None and skipped.kind == "execute":
                 number = skipped.number
         return number, result
 
     def _pop_if(self, kind: str) -> None:
         if self._pending and self._pending[0].kind == kind:
-            self._pending.popleft()
+            self._pop()
 
     def _pop_through(self, kinds: frozenset[str]) -> None:
         while self._pending:
-            if self._pending.popleft().kind in kinds:
+            if self._pop().kind in kinds:
                 return
+
+    def _pop(self) -> _Pending:
+        head = self._pending.popleft()
+        if head.refusal is not None:
+            self.refusals_pending -= 1
+        return head
+
+
+_REFUSED_PORTAL: Final = "hoopd: refused statement"
+
+#: What the target answers each kind of stand-in with (see ``stand_in``).
+_STAND_IN_ANSWER: Final[dict[str, type]] = {
+    "query": be.EmptyQueryResponse,
+    "execute": be.ErrorResponse,
+}
 
 
 # What each forwarded client message waits for: "query" (answered by results and

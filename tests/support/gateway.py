@@ -90,6 +90,8 @@ class Gateway:
         durability: str = "process-crash",
         log_level: str = "info",
         preexec_fn: Callable[[], Any] | None = None,
+        policy_dir: Path | None = None,
+        admin_port: int | None = None,
     ) -> None:
         self.pg = pg
         self.workdir = workdir
@@ -108,6 +110,8 @@ class Gateway:
         self.durability = durability
         self.log_level = log_level
         self.preexec_fn = preexec_fn
+        self.policy_dir = policy_dir
+        self.admin_port = admin_port
         self.proc: subprocess.Popen[bytes] | None = None
         self.stdout_lines: list[str] = []
         self._ready = threading.Event()
@@ -147,6 +151,10 @@ class Gateway:
             lines.append(f"cert_file = {_toml_str(str(self.client_cert_file))}")
             lines.append(f"key_file = {_toml_str(str(self.client_key_file))}")
         lines += ["", "[recording]", f"durability = {_toml_str(self.durability)}", ""]
+        if self.policy_dir is not None:
+            lines += ["[policy]", f"directory = {_toml_str(str(self.policy_dir))}", ""]
+        if self.admin_port is not None:
+            lines += ["[approvals]", f'admin_listen = "127.0.0.1:{self.admin_port}"', ""]
         for token in self.tokens:
             lines += [
                 "[[tokens]]",
@@ -308,6 +316,14 @@ class Gateway:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def wait_for_stderr(self, text: str, *, timeout: float = 10.0) -> None:
+        """Wait (polling, bounded) until the gateway's log contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr_text():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"gateway never logged {text!r}")
+            time.sleep(0.1)
+
     def stderr_text(self) -> str:
         try:
             return self.stderr_path.read_text(errors="replace")
@@ -412,9 +428,11 @@ class Gateway:
 
     # ---------------------------------------------------------------- recording
 
-    def cli(self, *args: str, timeout: float = 60.0) -> Completed:
+    def cli(
+        self, *args: str, timeout: float = 60.0, extra_env: Mapping[str, str] | None = None
+    ) -> Completed:
         """``python -m hoopd ARGS`` (no target secrets in its environment)."""
-        env = clean_client_env()
+        env = clean_client_env(dict(extra_env or {}))
         env["PYTHONPATH"] = str(REPO_ROOT)
         result = subprocess.run(
             [sys.executable, "-m", "hoopd", *args],

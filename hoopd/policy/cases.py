@@ -1,0 +1,176 @@
+"""Test cases kept next to the rules (``*.test.yaml``), and running them.
+
+A case names who sends a statement where, the SQL, and the verdict expected; the
+SQL is classified exactly as the gateway classifies it, so a passing case says
+what the gateway would do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from yaml.nodes import Node, SequenceNode
+
+from hoopd.events import SqlStatement
+from hoopd.identity.base import Identity
+from hoopd.policy.policy import Policy
+from hoopd.policy.verdict import Subject, Verdict
+from hoopd.policy.yamlread import NULL, Problems, Reader, compose_file
+from hoopd.protocols.postgres.classify import classify
+
+CASE_KEYS: Final = ("name", "identity", "connection", "labels", "protocol", "sql", "expect", "rule")
+CASE_IDENTITY_KEYS: Final = ("subject", "groups", "actor_chain")
+EXPECTATIONS: Final = ("allow", "deny", "approve")
+DEFAULT_SUBJECT: Final = "tester"
+DEFAULT_CONNECTION: Final = "test"
+DEFAULT_PROTOCOL: Final = "postgres"
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One expectation. ``rule`` is checked only when ``check_rule`` is set; then
+    ``None`` means the verdict must come from no rule (a default)."""
+
+    name: str
+    where: str
+    subject: Subject
+    sql: str
+    expect: str
+    rule: str | None
+    check_rule: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    case: Case
+    verdict: Verdict
+    failure: str | None
+    """What differed from the expectation; ``None`` when the case passed."""
+
+
+def load_cases(paths: list[Path], problems: Problems) -> list[Case]:
+    """Every case in ``paths``, in order; problems are recorded with file and line."""
+    cases: list[Case] = []
+    for path in paths:
+        reader = Reader(str(path), problems)
+        known_problems = len(problems.lines)
+        root = compose_file(path, problems)
+        if root is None:
+            if len(problems.lines) == known_problems:
+                problems.add(f"{path}:1", "empty file (a test file holds cases:)")
+            continue
+        fields = reader.fields(root, "test file", ("cases",))
+        if fields is None:
+            continue
+        node = fields.get("cases")
+        if node is None:
+            reader.problem(root, "a test file must have cases:")
+            continue
+        if not isinstance(node, SequenceNode):
+            reader.problem(node, "cases must be a list (each item starting with '- ')")
+            continue
+        for index, item in enumerate(node.value):
+            case = _case(reader, item, index)
+            if case is not None:
+                cases.append(case)
+    return cases
+
+
+def _case(reader: Reader, node: Node, index: int) -> Case | None:
+    what = f"cases[{index}]"
+    fields = reader.fields(node, what, CASE_KEYS)
+    if fields is None:
+        return None
+    ok = True
+
+    def text(key: str, default: str | None) -> str | None:
+        nonlocal ok
+        value = fields.get(key)
+        if value is None:
+            if default is None:
+                reader.problem(fields.node, f"{what}: missing {key}")
+                ok = False
+            return default
+        read = reader.text(value, f"{what}: {key}")
+        ok = ok and read is not None
+        return read
+
+    sql = text("sql", None)
+    expect = text("expect", None)
+    if expect is not None and expect not in EXPECTATIONS:
+        reader.problem(
+            fields.key_node("expect"),
+            f"{what}: expect must be allow, deny or approve (got {expect!r})",
+        )
+        ok = False
+    name = text("name", sql or "")
+    connection = text("connection", DEFAULT_CONNECTION)
+    protocol = text("protocol", DEFAULT_PROTOCOL)
+    labels: dict[str, str] = {}
+    if (label_node := fields.get("labels")) is not None:
+        read_labels = reader.text_map(label_node, f"{what}: labels")
+        ok = ok and read_labels is not None
+        labels = read_labels or {}
+    identity = _identity(reader, fields.get("identity"), f"{what}: identity")
+    ok = ok and identity is not None
+    rule: str | None = None
+    rule_node = fields.get("rule")
+    if rule_node is not None and rule_node.tag != NULL:
+        rule = reader.text(rule_node, f"{what}: rule")
+        ok = ok and rule is not None
+    if not ok or identity is None:
+        return None
+    assert sql is not None and expect is not None and connection is not None
+    subject = Subject(identity, connection, labels, protocol or DEFAULT_PROTOCOL)
+    return Case(name or sql, reader.where(node), subject, sql, expect, rule, rule_node is not None)
+
+
+def _identity(reader: Reader, node: Node | None, what: str) -> Identity | None:
+    if node is None:
+        return Identity(DEFAULT_SUBJECT, (), "policy-test")
+    fields = reader.fields(node, what, CASE_IDENTITY_KEYS)
+    if fields is None:
+        return None
+    subject = DEFAULT_SUBJECT
+    ok = True
+    if (value := fields.get("subject")) is not None:
+        read = reader.text(value, f"{what}.subject")
+        ok = read is not None
+        subject = read or subject
+    lists: dict[str, tuple[str, ...]] = {"groups": (), "actor_chain": ()}
+    for key in lists:
+        if (value := fields.get(key)) is not None:
+            values = reader.texts(value, f"{what}.{key}")
+            ok = ok and values is not None
+            lists[key] = tuple(v for v, _ in values or ())
+    if not ok:
+        return None
+    return Identity(subject, lists["groups"], "policy-test", lists["actor_chain"])
+
+
+def run_case(policy: Policy, case: Case) -> Outcome:
+    """Judge the case's statement and compare the verdict with the expectation."""
+    statement = SqlStatement(case.sql, classify(case.sql))
+    verdict = policy.judge(case.subject, statement)
+    differences = []
+    if verdict.action != case.expect:
+        differences.append(f"expected {case.expect}, got {verdict.action}")
+    if case.check_rule and verdict.rule != case.rule:
+        differences.append(f"expected rule {_rule_name(case.rule)}, got {_rule_name(verdict.rule)}")
+    return Outcome(case, verdict, "; ".join(differences) or None)
+
+
+def unknown_rules(policy: Policy, cases: list[Case]) -> list[str]:
+    """Problems for cases that expect a rule the policy does not define."""
+    names = {rule.name for rule in policy.rules}
+    return [
+        f"{case.where}: expects rule {case.rule!r}, which no allow, deny or approve rule is named"
+        for case in cases
+        if case.check_rule and case.rule is not None and case.rule not in names
+    ]
+
+
+def _rule_name(name: str | None) -> str:
+    return "(none: a default)" if name is None else repr(name)

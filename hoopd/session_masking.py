@@ -1,0 +1,79 @@
+"""Which of the policy's mask rules cover a session, and the deployment's masking key.
+
+A mask rule covers a session when the parts of its ``match`` about who and where
+(identity, connection, labels, protocol) hold; the rule's columns and detectors
+then decide, per result, what is masked. Keys about statements (kinds, tables) do
+not narrow a mask rule: masking more than asked is the safe side.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Final
+
+from hoopd.events import SqlClassification
+from hoopd.masking.masker import Masker
+from hoopd.masking.rules import MaskRule
+from hoopd.policy import rules as policy_rules
+from hoopd.policy.policy import Policy
+from hoopd.policy.verdict import Subject
+
+KEY_FILE: Final = "masking.key"
+KEY_BYTES: Final = 32
+_SUBJECT_KEYS: Final = frozenset({"identity", "connection", "labels", "protocol"})
+# Subject checks never read the classification; this stands in for it.
+_NO_STATEMENT: Final = SqlClassification(kinds=frozenset({"empty"}), statement_count=0)
+
+
+def covering_rules(policy: Policy, subject: Subject) -> list[MaskRule]:
+    """The mask rules that apply to ``subject``'s session, in policy order."""
+    return [_masking_rule(rule) for rule in policy.mask_rules() if _covers(rule, subject)]
+
+
+def session_masker(policy: Policy | None, subject: Subject, key: bytes) -> Masker | None:
+    """A masker for the session, or None when no mask rule covers it."""
+    if policy is None:
+        return None
+    rules = covering_rules(policy, subject)
+    return Masker(rules, key) if rules else None
+
+
+def load_key(data_dir: Path) -> bytes:
+    """The deployment's key for ``hmac`` tokens: created once (0600), then reused, so
+    the same value gets the same token across restarts."""
+    path = data_dir / KEY_FILE
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = secrets.token_bytes(KEY_BYTES)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        return key
+    if len(key) < KEY_BYTES:
+        raise ValueError(f"{path} holds {len(key)} bytes; a masking key needs {KEY_BYTES}")
+    return key
+
+
+def _covers(rule: policy_rules.MaskRule, subject: Subject) -> bool:
+    return all(
+        check.holds(subject, _NO_STATEMENT)
+        for check in rule.match.checks
+        if check.key.split(".")[0] in _SUBJECT_KEYS
+    )
+
+
+def _masking_rule(rule: policy_rules.MaskRule) -> MaskRule:
+    style = rule.style if rule.style in ("redact", "keep-last", "hmac") else "redact"
+    return MaskRule(
+        name=rule.name,
+        columns=rule.columns,
+        detectors=rule.detectors,
+        style=style,  # type: ignore[arg-type]
+        keep_last=getattr(rule, "keep_last", 4),
+    )

@@ -1,0 +1,155 @@
+"""Masking PostgreSQL responses: which columns a result carries, and rewriting rows.
+
+The protocol-neutral rules and detectors are in :mod:`hoopd.masking`; this module
+maps PostgreSQL's wire facts onto them:
+
+* a ``RowDescription`` names each column, the table it comes from (by OID, resolved
+  through the catalog snapshot taken when the session started) and its format;
+* each ``DataRow`` of a result under a plan is decoded, masked and re-encoded;
+  results no rule touches keep being forwarded from their original bytes;
+* ``ErrorResponse`` and ``NoticeResponse`` texts, which can echo values
+  (``Key (email)=(...) already exists``), go through the detectors;
+* ``COPY ... TO STDOUT`` lines go through the detectors, and a COPY whose columns a
+  column rule could cover is refused (COPY names no columns on the wire).
+
+Fail closed: what cannot be masked is never sent; :class:`MaskingError` ends the
+session with an error instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hoopd.codec import ProtocolError
+from hoopd.masking.errors import MaskingError
+from hoopd.masking.masker import Masker, MaskPlan
+from hoopd.masking.rules import Column, MaskRule
+
+from . import backend as be
+from . import frontend as fe
+from .bidirectional import CopyData
+from .io import read_message
+from .upstream import Upstream
+
+__all__ = ["TABLE_NAMES_SQL", "MaskingError", "ResultMasker"]
+
+#: The catalog snapshot: every relation a result column can come from.
+TABLE_NAMES_SQL = (
+    "select c.oid, n.nspname, c.relname from pg_catalog.pg_class c"
+    " join pg_catalog.pg_namespace n on n.oid = c.relnamespace"
+    " where c.relkind in ('r', 'v', 'm', 'p', 'f')"
+)
+
+# Types whose binary format is the text itself (UTF-8): text, varchar, bpchar, name,
+# json, xml, unknown. Binary values of any other type under a rule cannot be masked.
+_BINARY_TEXT_TYPES = frozenset({25, 1043, 1042, 19, 114, 142, 705})
+
+# Error and notice fields that can carry data values.
+_VALUE_FIELDS = frozenset({"M", "D", "H", "W", "q"})
+
+
+class ResultMasker:
+    """One session's masking state: the plan of the result being relayed."""
+
+    def __init__(self, masker: Masker, tables: Mapping[int, str], copy_out_refused: bool) -> None:
+        self._masker = masker
+        self._tables = tables
+        #: Column rules exist: a COPY TO STDOUT (no column names on the wire) is refused.
+        self.copy_out_refused = copy_out_refused
+        self.plan: MaskPlan | None = None
+        #: Rules that changed something since the last call of :meth:`take_applied`.
+        self._applied: set[str] = set()
+
+    def describe(self, message: be.RowDescription) -> bool:
+        """Start a result; True if its rows must be rewritten."""
+        columns = [self._column(field) for field in message.fields]
+        self.plan = self._masker.plan(columns)
+        return self.plan is not None
+
+    def end_result(self) -> None:
+        self.plan = None
+
+    def row(self, message: be.DataRow) -> be.DataRow:
+        """The row as the client may see it. Raises MaskingError."""
+        assert self.plan is not None
+        masked, applied = self._masker.mask_row(self.plan, message.values())
+        if not applied:
+            return message
+        self._applied.update(applied)
+        return be.DataRow.from_values(tuple(masked))
+
+    def copy_data(self, message: CopyData) -> CopyData:
+        text = _utf8(message.data)
+        masked, applied = self._masker.mask_text(text)
+        if not applied:
+            return message
+        self._applied.update(applied)
+        return CopyData(masked.encode())
+
+    def fields(
+        self, message: be.ErrorResponse | be.NoticeResponse
+    ) -> be.ErrorResponse | be.NoticeResponse:
+        """An error or notice with the values it echoes masked."""
+        changed = False
+        fields = []
+        for letter, value in message.fields:
+            if letter in _VALUE_FIELDS:
+                masked, applied = self._masker.mask_text(value)
+                if applied:
+                    changed = True
+                    self._applied.update(applied)
+                    value = masked
+            fields.append((letter, value))
+        return type(message)(tuple(fields)) if changed else message
+
+    def take_applied(self) -> list[str]:
+        applied, self._applied = sorted(self._applied), set()
+        return applied
+
+    def _column(self, field: be.FieldDescription) -> Column:
+        text = field.format_code == 0 or field.type_oid in _BINARY_TEXT_TYPES
+        table = self._tables.get(field.table_oid) if field.table_oid else None
+        return Column(field.name, table, text)
+
+
+def _utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MaskingError("COPY data is not UTF-8; it cannot be masked") from exc
+
+
+async def result_masker(
+    rules: list[MaskRule], hmac_key: bytes, upstream: Upstream
+) -> ResultMasker | None:
+    """The session's masking state, or None without rules.
+
+    With column rules, the catalog snapshot is read over the session's own target
+    connection before the client is told it is ready. Raises ``ProtocolError`` or
+    :class:`MaskingError` when that fails (the session must not go on unmasked).
+    """
+    if not rules:
+        return None
+    column_rules = any(rule.columns for rule in rules)
+    tables = await table_names(upstream) if column_rules else {}
+    return ResultMasker(Masker(rules, hmac_key), tables, copy_out_refused=column_rules)
+
+
+async def table_names(upstream: Upstream) -> dict[int, str]:
+    """OID -> ``schema.table`` of every relation the target user can see."""
+    await upstream.stream.send_all(fe.Query(TABLE_NAMES_SQL).encode())
+    names: dict[int, str] = {}
+    error: str | None = None
+    while True:
+        message = await read_message(upstream.stream, upstream.codec)
+        if isinstance(message, be.DataRow):
+            oid, schema, table = message.values()
+            if oid is None or schema is None or table is None:
+                raise ProtocolError("the catalog returned an incomplete row")
+            names[int(oid)] = f"{schema.decode()}.{table.decode()}"
+        elif isinstance(message, be.ErrorResponse):
+            error = message.named().get("message", "error")
+        elif isinstance(message, be.ReadyForQuery):
+            if error is not None:
+                raise MaskingError(f"the catalog could not be read: {error}")
+            return names
