@@ -185,6 +185,9 @@ class ApprovalsConfig:
     webhook_url: str | None = None
     webhook_format: WebhookFormat = "json"
     default_deadline_seconds: float = 300.0
+    #: Where the request store lives; None: the data directory. Gateways that point
+    #: here share their requests (one approver decides for all of them).
+    store_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,8 +312,17 @@ def _approvals(t: _Table) -> ApprovalsConfig:
     webhook_url = t.optional_text("webhook_url", check=_check_webhook_url)
     webhook_format = t.choice("webhook_format", WEBHOOK_FORMATS, "json")
     deadline = t.number("default_deadline_seconds", 300.0)
+    store_dir = t.path("store_dir")
     t.done()
-    return ApprovalsConfig(admin_listen, webhook_url, cast(WebhookFormat, webhook_format), deadline)
+    return ApprovalsConfig(
+        admin_listen, webhook_url, cast(WebhookFormat, webhook_format), deadline, store_dir
+    )
+
+
+def approval_store_dir(config: GatewayConfig) -> Path:
+    """The directory of the approval request store (``[approvals] store_dir``, or the
+    data directory)."""
+    return config.approvals.store_dir or config.data_dir
 
 
 def _tokens(tables: list[_Table]) -> tuple[TokenConfig, ...]:

@@ -19,7 +19,7 @@ import trio
 from hoopd.approval_stage import ApprovalStage
 from hoopd.approvals.server import serve_admin_api
 from hoopd.approvals.store import ApprovalStore
-from hoopd.config import ConnectionConfig, GatewayConfig, check_secrets
+from hoopd.config import ConnectionConfig, GatewayConfig, approval_store_dir, check_secrets
 from hoopd.gateway import Gateway, Listener, ProtocolEngine, load_plugins
 from hoopd.identity.tokens import StaticTokenVerifier
 from hoopd.pipeline import Pipeline
@@ -179,10 +179,10 @@ async def serve(
 
 def _open_approvals(config: GatewayConfig) -> ApprovalStore:
     try:
-        return ApprovalStore.open(config.data_dir)
+        return ApprovalStore.open(approval_store_dir(config))
     except (OSError, sqlite3.Error) as exc:
         raise StartupError(
-            f"the approval store in {config.data_dir} cannot be opened: {exc}"
+            f"the approval store in {approval_store_dir(config)} cannot be opened: {exc}"
         ) from exc
 
 

@@ -27,7 +27,7 @@ from hoopd.approvals.render import request_details, request_table
 from hoopd.approvals.rules import may_see
 from hoopd.approvals.store import ApprovalStore
 from hoopd.approvals.text import shown
-from hoopd.config import ConfigError, load_config
+from hoopd.config import ConfigError, approval_store_dir, load_config
 from hoopd.identity.base import Identity
 from hoopd.identity.tokens import StaticTokenVerifier
 
@@ -102,7 +102,7 @@ def _authenticated(name: str, action: Action) -> Callable[[argparse.Namespace], 
             )
             return EXIT_REFUSED
         try:
-            with ApprovalStore.open(config.data_dir) as store:
+            with ApprovalStore.open(approval_store_dir(config)) as store:
                 return action(args, store, identity, sys.stdout)
         except ApprovalError as exc:
             print(f"hoopd {name}: {exc}", file=sys.stderr)

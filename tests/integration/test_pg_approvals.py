@@ -170,3 +170,42 @@ def test_statements_not_needing_approval_do_not_wait(gw: Gateway) -> None:
     assert done.returncode == 0 and done.stdout.strip() == "42"
     assert not [r for r in _pending(gw) if "select 42" in r["command"]]
     assert time.monotonic() - started < WAIT_SECONDS
+
+
+def test_two_gateways_sharing_a_store_see_the_same_requests(
+    pg: PgServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A statement waiting in one gateway is approved through the other's admin API."""
+    policy_dir = tmp_path_factory.mktemp("shared-policy")
+    (policy_dir / "rules.yaml").write_text(POLICY)
+    store = tmp_path_factory.mktemp("shared-store")
+    common = {"tokens": [ALICE, BOB], "policy_dir": policy_dir, "approvals_store_dir": store}
+    marker = unique_marker("shared")
+    _insert_mark(pg, marker)
+    with (
+        running_gateway(pg, tmp_path_factory.mktemp("gw-a"), **common) as waiting,
+        running_gateway(
+            pg, tmp_path_factory.mktemp("gw-b"), admin_port=free_port(), **common
+        ) as deciding,
+    ):
+        psql = _start_psql(waiting, f"delete from audit_marks where marker = '{marker}'")
+        try:
+            request = _wait_for_request(deciding, marker)  # listed through the other one
+            base = f"http://127.0.0.1:{deciding.admin_port}/v1/approvals/{request['id']}"
+            auth = ["-H", f"Authorization: Bearer {BOB.value}"]
+            shown = subprocess.run(
+                ["curl", "-sS", *auth, base], capture_output=True, text=True, timeout=30
+            )
+            assert json.loads(shown.stdout)["status"] == "pending"
+            approve = subprocess.run(
+                ["curl", "-sS", "-X", "POST", *auth, "-d", '{"reason": "shared"}',
+                 f"{base}/approve"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert json.loads(approve.stdout)["status"] == "approved", approve.stdout
+            out, err = psql.communicate(timeout=WAIT_SECONDS)
+        finally:
+            psql.kill()
+    assert psql.returncode == 0, err
+    assert "DELETE 1" in out
+    assert _marks(pg, marker) == 0

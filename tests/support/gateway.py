@@ -92,6 +92,7 @@ class Gateway:
         preexec_fn: Callable[[], Any] | None = None,
         policy_dir: Path | None = None,
         admin_port: int | None = None,
+        approvals_store_dir: Path | None = None,
     ) -> None:
         self.pg = pg
         self.workdir = workdir
@@ -112,6 +113,7 @@ class Gateway:
         self.preexec_fn = preexec_fn
         self.policy_dir = policy_dir
         self.admin_port = admin_port
+        self.approvals_store_dir = approvals_store_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.stdout_lines: list[str] = []
         self._ready = threading.Event()
@@ -153,8 +155,13 @@ class Gateway:
         lines += ["", "[recording]", f"durability = {_toml_str(self.durability)}", ""]
         if self.policy_dir is not None:
             lines += ["[policy]", f"directory = {_toml_str(str(self.policy_dir))}", ""]
-        if self.admin_port is not None:
-            lines += ["[approvals]", f'admin_listen = "127.0.0.1:{self.admin_port}"', ""]
+        if self.admin_port is not None or self.approvals_store_dir is not None:
+            lines.append("[approvals]")
+            if self.admin_port is not None:
+                lines.append(f'admin_listen = "127.0.0.1:{self.admin_port}"')
+            if self.approvals_store_dir is not None:
+                lines.append(f"store_dir = {_toml_str(str(self.approvals_store_dir))}")
+            lines.append("")
         for token in self.tokens:
             lines += [
                 "[[tokens]]",
