@@ -31,7 +31,9 @@ DATABASE = "shop"
 UPSTREAM_USER = "shop_app"
 
 
-def write_config(data_dir: Path, port: int, pg_port: int, token_hash: str) -> Path:
+def write_config(
+    data_dir: Path, port: int, pg_port: int, token_hash: str, approver_hash: str
+) -> Path:
     path = data_dir / "hoopd.toml"
     path.write_text(
         f"""# Written by `hoopd demo`; a working example of a gateway configuration.
@@ -46,10 +48,18 @@ allow_plaintext_on_loopback = false
 [recording]
 durability = "process-crash"
 
+[policy]
+directory = "policy"
+
 [[tokens]]
 identity = "demo-user"
 groups = ["demo"]
 sha256 = "{token_hash}"
+
+[[tokens]]
+identity = "demo-approver"
+groups = ["demo-approvers"]
+sha256 = "{approver_hash}"
 
 [[connections]]
 name = "{DATABASE}"
@@ -84,8 +94,18 @@ def hoopd_command() -> str:
     return str(beside) if beside.exists() else "hoopd"
 
 
-def instructions(data_dir: Path, port: int, token: str) -> str:
+def write_policy(data_dir: Path) -> None:
+    """The demo policy, unless the directory already holds one (edits survive restarts)."""
+    directory = data_dir / "policy"
+    directory.mkdir(exist_ok=True)
+    target = directory / "demo.yaml"
+    if not target.exists():
+        target.write_text(files("hoopd").joinpath("demo_policy.yaml").read_text())
+
+
+def instructions(data_dir: Path, port: int, token: str, approver: str) -> str:
     hoopd = hoopd_command()
+    config = data_dir / "hoopd.toml"
     here = f"--data-dir {data_dir / 'state'}"
     secret = f"PGPASSWORD={token}"
     return f"""
@@ -94,9 +114,13 @@ hoopd demo is ready. The gateway holds the database password; you hold a token.
   Connect with psql (the token is the password; TLS is required):
     {secret} psql "host=127.0.0.1 port={port} dbname={DATABASE} user=demo sslmode=require"
 
-  Try:
-    SELECT full_name, email FROM customers;
-    UPDATE products SET price = price * 1.1 WHERE id = 1;
+  Try (the policy is {data_dir / "policy" / "demo.yaml"}):
+    SELECT full_name, email, card_number FROM customers;      -- masked
+    UPDATE products SET price = price * 1.1 WHERE id = 1;       -- runs
+    UPDATE products SET price = 0;                              -- refused
+    DELETE FROM orders WHERE id = 1;                            -- waits for approval:
+      HOOPD_TOKEN={approver} {hoopd} approvals --config {config}
+      HOOPD_TOKEN={approver} {hoopd} approve <ID> --config {config}
 
   pgbench through the gateway (the same token, TLS as above):
     {secret} PGSSLMODE=require pgbench -h 127.0.0.1 -p {port} -U demo -i {DATABASE}
@@ -126,11 +150,14 @@ def run_demo(args: argparse.Namespace) -> int:
         secret_file.write_text(password + "\n")
         secret_file.chmod(0o600)
         token, token_hash = new_token()
-        config = load_config(write_config(data_dir, args.port, cluster.port, token_hash))
+        approver, approver_hash = new_token()
+        write_policy(data_dir)
+        path = write_config(data_dir, args.port, cluster.port, token_hash, approver_hash)
+        config = load_config(path)
         configure_logging(config.log_level)
 
         def ready(listeners: list[Listener]) -> None:
-            print(instructions(data_dir, args.port, token), flush=True)
+            print(instructions(data_dir, args.port, token, approver), flush=True)
 
         trio.run(serve, config, ready)
     except (ClusterError, ConfigError, StartupError) as exc:

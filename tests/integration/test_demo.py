@@ -49,20 +49,27 @@ def test_demo_serves_the_sample_schema_and_records_the_session(tmp_path: Path) -
         assert match, printed
         token, dsn = match.groups()
         assert f"port={port}" in dsn
-        query = subprocess.run(
-            ["psql", dsn, "-At", "-c", "SELECT email FROM customers ORDER BY id"],
-            env={**os.environ, "PGPASSWORD": token},
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+
+        def psql(sql: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["psql", dsn, "-At", "-c", sql],
+                env={**os.environ, "PGPASSWORD": token},
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+
+        query = psql("SELECT full_name, email FROM customers ORDER BY id")
         assert query.returncode == 0, query.stderr
-        assert query.stdout.split() == [
-            "ada@example.com",
-            "grace@example.com",
-            "alan@example.com",
-            "katherine@example.com",
-        ]
+        rows = [line.split("|") for line in query.stdout.split("\n") if line]
+        assert rows[0][0] == "Ada Lovelace"  # unmasked columns as stored
+        # The demo policy masks e-mail addresses: the last four characters stay.
+        real = ["ada@example.com", "grace@example.com", "alan@example.com"]
+        assert not any(address in query.stdout for address in real)
+        assert all(email.endswith(".com") and "*" in email for _, email in rows)
+        refused = psql("UPDATE products SET price = 0")
+        assert refused.returncode != 0
+        assert "UPDATE without WHERE would change every row" in refused.stderr
         # The upstream password is in a 0600 file, never in what the demo printed.
         secret = (data_dir / "secrets" / "shop.password").read_text().strip()
         assert (data_dir / "secrets" / "shop.password").stat().st_mode & 0o777 == 0o600
