@@ -3,11 +3,13 @@ with the `hoopd approve` command or the admin HTTP API (driven with curl)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -209,3 +211,57 @@ def test_two_gateways_sharing_a_store_see_the_same_requests(
     assert psql.returncode == 0, err
     assert "DELETE 1" in out
     assert _marks(pg, marker) == 0
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """Keeps every JSON body POSTed to it (a stand-in for a chat or ticket system)."""
+
+    bodies: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_webhook_hears_of_the_request_and_its_decision(
+    pg: PgServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    policy_dir = tmp_path_factory.mktemp("webhook-policy")
+    (policy_dir / "rules.yaml").write_text(POLICY)
+    marker = unique_marker("hook")
+    _insert_mark(pg, marker)
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    try:
+        with running_gateway(
+            pg,
+            tmp_path_factory.mktemp("gw-hook"),
+            tokens=[ALICE, BOB],
+            policy_dir=policy_dir,
+            webhook_url=url,
+        ) as gateway:
+            psql = _start_psql(gateway, f"delete from audit_marks where marker = '{marker}'")
+            try:
+                request = _wait_for_request(gateway, marker)
+                assert _as(gateway, BOB, "deny", request["id"], "--reason", "no").returncode == 0
+                psql.communicate(timeout=WAIT_SECONDS)
+            finally:
+                psql.kill()
+            deadline = time.monotonic() + WAIT_SECONDS
+            while len(_Receiver.bodies) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        receiver.shutdown()
+    events = [(body["event"], body["request"]["id"]) for body in _Receiver.bodies]
+    assert events == [
+        ("approval.requested", request["id"]),
+        ("approval.decided", request["id"]),
+    ]
+    assert _Receiver.bodies[1]["request"]["status"] == "denied"
+    assert marker in _Receiver.bodies[0]["request"]["command"]

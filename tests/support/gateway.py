@@ -93,6 +93,7 @@ class Gateway:
         policy_dir: Path | None = None,
         admin_port: int | None = None,
         approvals_store_dir: Path | None = None,
+        webhook_url: str | None = None,
     ) -> None:
         self.pg = pg
         self.workdir = workdir
@@ -114,6 +115,7 @@ class Gateway:
         self.policy_dir = policy_dir
         self.admin_port = admin_port
         self.approvals_store_dir = approvals_store_dir
+        self.webhook_url = webhook_url
         self.proc: subprocess.Popen[bytes] | None = None
         self.stdout_lines: list[str] = []
         self._ready = threading.Event()
@@ -155,8 +157,12 @@ class Gateway:
         lines += ["", "[recording]", f"durability = {_toml_str(self.durability)}", ""]
         if self.policy_dir is not None:
             lines += ["[policy]", f"directory = {_toml_str(str(self.policy_dir))}", ""]
-        if self.admin_port is not None or self.approvals_store_dir is not None:
+        if any(
+            x is not None for x in (self.admin_port, self.approvals_store_dir, self.webhook_url)
+        ):
             lines.append("[approvals]")
+            if self.webhook_url is not None:
+                lines.append(f"webhook_url = {_toml_str(self.webhook_url)}")
             if self.admin_port is not None:
                 lines.append(f'admin_listen = "127.0.0.1:{self.admin_port}"')
             if self.approvals_store_dir is not None:
