@@ -75,7 +75,8 @@ class SqlStatement:
 
     ``origin`` says how it travels: ``"query"`` (simple protocol, possibly several
     statements), ``"execute"`` (an extended-protocol Execute of a named or unnamed
-    portal), or ``"function-call"`` (the legacy FunctionCall message).
+    portal), ``"function-call"`` (the legacy FunctionCall message), or ``"parse"`` (a
+    statement being prepared, judged before it runs; recorded only when refused).
     ``params`` are the bound parameter values: ``str`` for text format, ``bytes``
     for binary format, ``None`` for NULL.
     """

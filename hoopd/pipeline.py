@@ -141,6 +141,30 @@ class Pipeline:
         session.commands = number
         return admissions
 
+    async def screen(self, session: Session, command: Command) -> Refusal | None:
+        """Judge a statement being prepared, which runs nothing yet.
+
+        Only a deny refuses it now (approval is asked for when it runs); the refusal
+        is recorded like a refused command. A statement that passes is not recorded
+        here: it is judged and recorded again when it runs. Raises ``CommandRefused``
+        (fatal) if the refusal cannot be recorded.
+        """
+        if self.policy is None:
+            return None
+        verdict = self.policy.judge(session_subject(session), command)
+        if verdict.action != "deny":
+            return None
+        number = session.commands + 1
+        body = command.to_record()
+        body["command"] = number
+        body["verdict"] = _verdict_record(verdict)
+        try:
+            await session.recorder.append([("statement", body)])
+        except RecorderError as exc:
+            raise _recording_refused() from exc
+        session.commands = number
+        return _refusal(verdict)
+
     async def _hold(
         self, session: Session, command: Command, verdict: Verdict, body: dict[str, Any]
     ) -> Refusal | None:

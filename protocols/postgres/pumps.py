@@ -17,7 +17,7 @@ writes ``end.reply`` to the client, so each stream has a single writer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -26,7 +26,7 @@ import trio
 from hoopd.codec import NEED_DATA, ProtocolError
 from hoopd.events import CommandResult, SqlStatement
 from hoopd.gateway import Gateway
-from hoopd.pipeline import Admission, CommandRefused, Session
+from hoopd.pipeline import Admission, CommandRefused, Refusal, Session
 from hoopd.relay import ByteStream
 
 from . import backend as be
@@ -104,14 +104,17 @@ class SessionPumps:
             commands = [command_for(message) for message in messages]
             admitted = [command for command in commands if command is not None]
             admissions: Sequence[Admission] = ()
-            if admitted:
-                try:
+            screened: dict[int, Refusal] = {}
+            try:
+                if self.pipeline.policy is not None:
+                    screened = await self._screen_parses(messages)
+                if admitted:
                     admissions = await admit(session, admitted)
-                except CommandRefused as refused:
-                    self.end = self._refused(refused)
-                    return
-            if any(admission.refusal for admission in admissions):
-                out = self._with_stand_ins(messages, commands, admissions)
+            except CommandRefused as refused:
+                self.end = self._refused(refused)
+                return
+            if screened or any(admission.refusal for admission in admissions):
+                out = self._with_stand_ins(messages, commands, admissions, screened)
                 if out is None:
                     return
             else:
@@ -125,11 +128,23 @@ class SessionPumps:
                 self.end = SessionEnd("client closed the connection")
                 return
 
+    async def _screen_parses(self, messages: Sequence[Message]) -> dict[int, Refusal]:
+        """Refusals for the statements being prepared in this chunk, by message index."""
+        refused: dict[int, Refusal] = {}
+        for index, message in enumerate(messages):
+            if type(message) is fe.Parse:
+                statement = self.tracker.prepared(message)
+                refusal = await self.pipeline.screen(self.session, statement)
+                if refusal is not None:
+                    refused[index] = refusal
+        return refused
+
     def _with_stand_ins(
         self,
         messages: Sequence[Message],
         commands: Sequence[SqlStatement | None],
         admissions: Sequence[Admission],
+        screened: Mapping[int, Refusal],
     ) -> bytes | None:
         """The chunk to forward with each refused command replaced by its stand-in.
 
@@ -140,11 +155,11 @@ class SessionPumps:
         parts: list[bytes] = []
         rebuilt: list[bytes] = []
         numbers = iter(admissions)
-        for message, command in zip(messages, commands, strict=True):
+        for index, (message, command) in enumerate(zip(messages, commands, strict=True)):
             encoded = message.encode()  # type: ignore[union-attr]
             rebuilt.append(encoded)
             admission = next(numbers) if command is not None else None
-            refusal = admission.refusal if admission is not None else None
+            refusal = admission.refusal if admission is not None else screened.get(index)
             number = admission.number if admission is not None else None
             if refusal is None:
                 self.tracker.forwarded(message, command, number)

@@ -90,6 +90,13 @@ class StatementTracker:
             portal_name=message.portal or None,
         )
 
+    def prepared(self, message: fe.Parse) -> SqlStatement:
+        """The statement a Parse prepares (after :meth:`command_for` saw it), to judge."""
+        sql, classification = self._statements[message.statement]
+        return SqlStatement(
+            sql, classification, origin="parse", statement_name=message.statement or None
+        )
+
     def _on_parse(self, message: fe.Parse) -> None:
         self._statements[message.statement] = (message.sql, classify(message.sql))
 
@@ -137,14 +144,18 @@ class StatementTracker:
         The target answers a stand-in with one message (``_STAND_IN_ANSWER``) at the
         exact point where the refused command's answer would have come, so
         pipelined requests stay in order. An empty query runs nothing; an Execute
-        of a portal that does not exist fails without running anything, and the
-        target then skips to Sync exactly as after a real error.
+        of a portal that does not exist, or a Parse of text that is not SQL, fails
+        without running anything, and the target then skips to Sync exactly as
+        after a real error.
         """
         if isinstance(message, fe.Execute):
             portal = _REFUSED_PORTAL
             while portal in self._portals:  # never one the client made
                 portal += "!"
             return fe.Execute(portal, 0).encode()
+        if isinstance(message, fe.Parse):
+            # Not SQL: the target fails it at parse time, creating nothing.
+            return fe.Parse(message.statement, _REFUSED_TEXT).encode()
         return fe.Query("").encode()  # Query and FunctionCall: answered, then ReadyForQuery
 
     def replacement_for(self, message: object) -> be.ErrorResponse | None:
@@ -232,11 +243,13 @@ class StatementTracker:
 
 
 _REFUSED_PORTAL: Final = "hoopd: refused statement"
+_REFUSED_TEXT: Final = "hoopd refused this statement"
 
 #: What the target answers each kind of stand-in with (see ``stand_in``).
 _STAND_IN_ANSWER: Final[dict[str, type]] = {
     "query": be.EmptyQueryResponse,
     "execute": be.ErrorResponse,
+    "other": be.ErrorResponse,  # a refused Parse's stand-in fails to parse
 }
 
 

@@ -187,3 +187,20 @@ def test_policy_change_applies_to_open_sessions_without_dropping_them(
             assert conn.execute("select 1").fetchone() == (1,)
         finally:
             (policy_dir / "rules.yaml").write_text(POLICY)
+
+
+def test_a_refused_statement_is_refused_when_it_is_prepared(gw: Gateway, pg: PgServer) -> None:
+    before = session_ids(gw)
+    mark = pg.log_mark()
+    with gw.connect() as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+            conn.execute("drop table app_victim", prepare=True)  # Parse of a named statement
+        assert "dropping tables is not allowed" in str(refused.value)
+        assert conn.execute("select 1", prepare=True).fetchone() == (1,)
+    assert not any("drop table" in s.lower() for s in pg.statements_logged(since=mark))
+    assert pg.scalar("select to_regclass('app_victim') is not null") == "t"
+    records = gw.replay(session_id_of(wait_for_new_session(gw, before)))
+    refused_at_parse = [
+        r["body"] for r in records if r["kind"] == "statement" and r["body"]["origin"] == "parse"
+    ]
+    assert [body["verdict"]["rule"] for body in refused_at_parse] == ["no-drop"]
