@@ -44,6 +44,8 @@ TABLE_NAMES_SQL = (
 # json, xml, unknown. Binary values of any other type under a rule cannot be masked.
 _BINARY_TEXT_TYPES = frozenset({25, 1043, 1042, 19, 114, 142, 705})
 
+_TEXT = 25  # the OID of type text
+
 # Error and notice fields that can carry data values.
 _VALUE_FIELDS = frozenset({"M", "D", "H", "W", "q"})
 
@@ -60,11 +62,25 @@ class ResultMasker:
         #: Rules that changed something since the last call of :meth:`take_applied`.
         self._applied: set[str] = set()
 
-    def describe(self, message: be.RowDescription) -> bool:
-        """Start a result; True if its rows must be rewritten."""
+    def describe(self, message: be.RowDescription) -> be.RowDescription:
+        """Start a result; returns the description the client gets.
+
+        A text-format column of another type (an integer, a date) whose whole value a
+        rule masks is described as ``text``: the client receives a marker, not a
+        value of that type, and should not try to parse one.
+        """
         columns = [self._column(field) for field in message.fields]
-        self.plan = self._masker.plan(columns)
-        return self.plan is not None
+        plan = self.plan = self._masker.plan(columns)
+        if plan is None:
+            return message
+        fields = list(message.fields)
+        changed = False
+        for index, _rule in plan.whole:
+            field = fields[index]
+            if field.format_code == 0 and field.type_oid not in _BINARY_TEXT_TYPES:
+                fields[index] = field._replace(type_oid=_TEXT, type_size=-1, type_modifier=-1)
+                changed = True
+        return be.RowDescription(tuple(fields)) if changed else message
 
     def end_result(self) -> None:
         self.plan = None

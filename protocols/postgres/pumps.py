@@ -309,10 +309,11 @@ class SessionPumps:
                 raise MaskingError("rows arrived without a row description to resolve them")
             return masker.row(message)  # type: ignore[arg-type]
         if kind is be.RowDescription:
-            rewrite = masker.describe(message)  # type: ignore[arg-type]
+            described = masker.describe(message)  # type: ignore[arg-type]
             # Rows no rule touches are forwarded from their original bytes, undecoded.
+            rewrite = masker.plan is not None
             self.target_codec.pass_through = _DECODE_EVERYTHING if rewrite else _SKIP_ROWS
-            return message
+            return described
         if kind is CopyData:
             return masker.copy_data(message)  # type: ignore[arg-type]
         if kind is be.ErrorResponse or kind is be.NoticeResponse:
