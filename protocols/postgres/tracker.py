@@ -91,10 +91,16 @@ class StatementTracker:
         )
 
     def prepared(self, message: fe.Parse) -> SqlStatement:
-        """The statement a Parse prepares (after :meth:`command_for` saw it), to judge."""
-        sql, classification = self._statements[message.statement]
+        """The statement a Parse prepares, to judge before it reaches the target.
+
+        Read from the message itself: a later Parse of the same name in the same
+        chunk has already replaced it in the statement map.
+        """
         return SqlStatement(
-            sql, classification, origin="parse", statement_name=message.statement or None
+            message.sql,
+            classify(message.sql),  # cached: command_for classified the same text
+            origin="parse",
+            statement_name=message.statement or None,
         )
 
     def _on_parse(self, message: fe.Parse) -> None:

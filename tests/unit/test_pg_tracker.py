@@ -135,3 +135,13 @@ def test_the_refused_portal_stand_in_never_names_a_client_portal() -> None:
     tracker.command_for(bind)
     stand_in = tracker.stand_in(fe.Execute("hoopd: refused statement", 0))
     assert stand_in == fe.Execute("hoopd: refused statement!", 0).encode()
+
+
+def test_each_parse_is_judged_by_its_own_text_when_a_chunk_reuses_the_name() -> None:
+    tracker = StatementTracker()
+    first, second = fe.Parse("", "select 1"), fe.Parse("", "drop table t")
+    for message in (first, second):  # a pipelining client: both in one chunk
+        tracker.command_for(message)
+    assert tracker.prepared(first).sql == "select 1"
+    assert tracker.prepared(first).classification.kinds == {"select"}
+    assert tracker.prepared(second).sql == "drop table t"
