@@ -119,8 +119,7 @@ class Pipeline:
         number = session.commands
         for command in commands:
             number += 1
-            body = command.to_record()
-            body["command"] = number
+            body = _statement_record(command, number)
             refusal = None
             if policy is not None:
                 verdict = policy.judge(session_subject(session), command)
@@ -134,7 +133,7 @@ class Pipeline:
                 body["verdict"] = {"action": "deny", "rule": None, "message": refusal.message}
             records.append(("statement", body))
             admissions.append(Admission(number, refusal))
-        try:
+        try:  # _write, inlined here and in observe: they run for every statement
             await session.recorder.append(records)
         except RecorderError as exc:
             raise _recording_refused() from exc
@@ -155,13 +154,9 @@ class Pipeline:
         if verdict.action != "deny":
             return None
         number = session.commands + 1
-        body = command.to_record()
-        body["command"] = number
+        body = _statement_record(command, number)
         body["verdict"] = _verdict_record(verdict)
-        try:
-            await session.recorder.append([("statement", body)])
-        except RecorderError as exc:
-            raise _recording_refused() from exc
+        await self._write(session, [("statement", body)])
         session.commands = number
         return _refusal(verdict)
 
@@ -241,6 +236,12 @@ def session_subject(session: Session) -> Subject:
             session.identity, session.connection, session.labels, session.protocol
         )
     return subject
+
+
+def _statement_record(command: Command, number: int) -> dict[str, Any]:
+    body = command.to_record()
+    body["command"] = number
+    return body
 
 
 def _verdict_record(verdict: Verdict) -> dict[str, Any]:

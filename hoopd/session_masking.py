@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 from hoopd.events import SqlClassification
-from hoopd.masking.masker import Masker
-from hoopd.masking.rules import MaskRule
+from hoopd.masking.rules import MaskRule, MaskStyle
 from hoopd.policy import rules as policy_rules
 from hoopd.policy.policy import Policy
 from hoopd.policy.verdict import Subject
@@ -30,14 +29,6 @@ _NO_STATEMENT: Final = SqlClassification(kinds=frozenset({"empty"}), statement_c
 def covering_rules(policy: Policy, subject: Subject) -> list[MaskRule]:
     """The mask rules that apply to ``subject``'s session, in policy order."""
     return [_masking_rule(rule) for rule in policy.mask_rules() if _covers(rule, subject)]
-
-
-def session_masker(policy: Policy | None, subject: Subject, key: bytes) -> Masker | None:
-    """A masker for the session, or None when no mask rule covers it."""
-    if policy is None:
-        return None
-    rules = covering_rules(policy, subject)
-    return Masker(rules, key) if rules else None
 
 
 def load_key(data_dir: Path) -> bytes:
@@ -69,11 +60,11 @@ def _covers(rule: policy_rules.MaskRule, subject: Subject) -> bool:
 
 
 def _masking_rule(rule: policy_rules.MaskRule) -> MaskRule:
-    style = rule.style if rule.style in ("redact", "keep-last", "hmac") else "redact"
+    # The loader accepts only the masking stage's styles (policy_rules.MASK_STYLES).
     return MaskRule(
         name=rule.name,
         columns=rule.columns,
         detectors=rule.detectors,
-        style=style,  # type: ignore[arg-type]
-        keep_last=getattr(rule, "keep_last", 4),
+        style=cast(MaskStyle, rule.style),
+        keep_last=rule.keep_last,
     )

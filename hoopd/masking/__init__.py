@@ -8,6 +8,7 @@ docs/masking.md.
 """
 
 from hoopd.masking.builtin import DETECTORS
+from hoopd.masking.detector import REGEX_PREFIX
 from hoopd.masking.errors import MaskingError
 from hoopd.masking.masker import Masker, MaskPlan
 from hoopd.masking.rules import MASK_STYLES, Column, MaskRule, MaskStyle
@@ -15,6 +16,7 @@ from hoopd.masking.rules import MASK_STYLES, Column, MaskRule, MaskStyle
 __all__ = [
     "DETECTORS",
     "MASK_STYLES",
+    "REGEX_PREFIX",
     "Column",
     "MaskPlan",
     "MaskRule",

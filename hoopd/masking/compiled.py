@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from hoopd.masking.builtin import DETECTORS
 from hoopd.masking.columns import ColumnPattern
-from hoopd.masking.detector import Detector, custom
+from hoopd.masking.detector import REGEX_PREFIX, Detector, custom
 from hoopd.masking.rules import MASK_STYLES, Column, MaskRule
 from hoopd.masking.scanner import Entry
 from hoopd.masking.styles import MIN_HMAC_KEY, Replacer
@@ -71,7 +71,7 @@ def _check(rule: MaskRule, hmac_key: bytes) -> None:
 
 
 def _detector(rule: MaskRule, spec: str) -> Detector:
-    if spec.startswith("regex:"):
+    if spec.startswith(REGEX_PREFIX):
         try:
             return custom(spec)
         except ValueError as exc:

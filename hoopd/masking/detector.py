@@ -6,6 +6,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Final
+
+#: Names a detector of one's own: ``regex:<pattern>``.
+REGEX_PREFIX: Final = "regex:"
 
 Span = tuple[int, int]
 SpanPicker = Callable[[re.Match[str]], Iterable[Span]]
@@ -39,7 +43,7 @@ class Detector:
     @property
     def label(self) -> str:
         """What the redaction marker calls this detector's finds."""
-        return "regex" if self.name.startswith("regex:") else self.name
+        return "regex" if self.name.startswith(REGEX_PREFIX) else self.name
 
     def find(self, text: str) -> Iterator[Span]:
         """Spans to mask in ``text``, in order of their matches, never empty ones."""
@@ -51,7 +55,7 @@ class Detector:
 
 def custom(spec: str) -> Detector:
     """The detector for ``regex:<pattern>``; ``ValueError`` naming it if it does not compile."""
-    pattern = spec.removeprefix("regex:")
+    pattern = spec.removeprefix(REGEX_PREFIX)
     if not pattern:
         raise ValueError(f"detector {spec!r} has an empty pattern")
     try:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from hoopd.masking import DETECTORS, REGEX_PREFIX
+from hoopd.masking import MASK_STYLES as MASK_STYLES
 from hoopd.policy.checks import Match
 from hoopd.policy.names import Globs
 from hoopd.policy.verdict import Subject
@@ -17,28 +19,12 @@ from hoopd.policy.verdict import Subject
 RuleAction = Literal["allow", "deny", "approve", "mask"]
 RULE_ACTIONS: Final = ("allow", "deny", "approve", "mask")
 
-# The masking vocabulary of hoopd.masking (its DETECTORS and MASK_STYLES), so that a
-# policy that passes `hoopd policy check` is one the masking stage accepts.
-MASK_DETECTORS: Final = (
-    "email",
-    "card",
-    "us-ssn",
-    "iban",
-    "phone",
-    "jwt",
-    "aws-access-key",
-    "gcp-api-key",
-    "private-key",
-    "bearer-token",
-)
+# The masking stage's own vocabulary, so that a policy that passes `hoopd policy
+# check` is one the masking stage accepts (docs/masking.md describes each name).
+MASK_DETECTORS: Final = tuple(DETECTORS)
 """Built-in content detectors; ``regex:<pattern>`` names a detector of one's own."""
 
-REGEX_DETECTOR_PREFIX: Final = "regex:"
-
-MASK_STYLES: Final = ("redact", "keep-last", "hmac")
-"""``redact`` replaces the whole value or match, ``keep-last`` leaves its last
-``keep_last`` characters visible, ``hmac`` replaces it with a keyed digest so equal
-values stay comparable."""
+REGEX_DETECTOR_PREFIX: Final = REGEX_PREFIX
 
 
 @dataclass(frozen=True, slots=True)

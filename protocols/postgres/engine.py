@@ -219,9 +219,9 @@ async def _masking_for(
     if policy is None:
         return None
     rules = covering_rules(policy, session_subject(session))
-    if rules:
-        session.copy_out_refused = any(rule.columns for rule in rules)
-    return await result_masker(rules, gateway.masking_key, upstream)
+    masker = await result_masker(rules, gateway.masking_key, upstream)
+    session.copy_out_refused = masker is not None and masker.copy_out_refused
+    return masker
 
 
 def _ready_messages(upstream: Upstream, process_id: int, secret: bytes) -> bytes:

@@ -166,9 +166,9 @@ class SessionPumps:
                 parts.append(encoded)
                 continue
             log.info(
-                "session %s: command %s refused by %s",
+                "session %s: %s refused by %s",
                 self.session.session_id,
-                number,
+                f"command {number}" if number is not None else "a statement being prepared",
                 f'rule "{refusal.rule}"' if refusal.rule else "the default policy",
             )
             self.tracker.forwarded(message, command, number, refusals.policy_refusal(refusal))
@@ -185,7 +185,7 @@ class SessionPumps:
         return b"".join(parts)
 
     async def target_to_client(self) -> None:
-        codec, receive, send = self.target_codec, self.target.receive_some, self.client.send_all
+        codec, receive = self.target_codec, self.target.receive_some
         result_for, observe, session = self.tracker.result_for, self.pipeline.observe, self.session
         while True:
             codec.receive_data(await receive())
@@ -223,16 +223,7 @@ class SessionPumps:
                     return
             out = out or codec.take_consumed()
             if out:
-                # _to_client, inlined: this runs for every answer.
-                if self._client_busy:
-                    await self._wait_for_client()
-                self._client_busy = True
-                try:
-                    await send(out)
-                finally:
-                    self._client_busy = False
-                    if self._client_waiters:
-                        self._client_free.unpark_all()
+                await self._to_client(out)
             if closed:
                 self.end = SessionEnd("target closed the connection")
                 return
@@ -285,7 +276,7 @@ class SessionPumps:
                 continue
             if tracker.refusals_pending:
                 message = tracker.replacement_for(message) or message
-            if self.masker is not None:
+            if masker is not None:
                 message = self._masked(message)
             if message is not original:
                 own = len(original.encode())  # type: ignore[union-attr]
@@ -305,9 +296,8 @@ class SessionPumps:
         masker, kind = self.masker, type(message)
         assert masker is not None
         if kind is be.DataRow:
-            if masker.plan is None:
-                raise MaskingError("rows arrived without a row description to resolve them")
-            return masker.row(message)  # type: ignore[arg-type]
+            # Rows under a plan never get here (_answers_rewritten masks them itself).
+            raise MaskingError("rows arrived without a row description to resolve them")
         if kind is be.RowDescription:
             described = masker.describe(message)  # type: ignore[arg-type]
             # Rows no rule touches are forwarded from their original bytes, undecoded.

@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from hoopd.identity.base import Identity
+from hoopd.masking import Masker
 from hoopd.policy import PolicyError, load_policy
 from hoopd.policy.rules import MASK_DETECTORS, MASK_STYLES
+from hoopd.policy.verdict import Subject
+from hoopd.session_masking import covering_rules
 from tests.unit.test_policy_support import write
 
 
@@ -310,8 +314,19 @@ def test_deadlines_and_approval_fields_are_parsed(tmp_path: Path) -> None:
     assert (c.min_approvals, c.deadline_seconds) == (1, None)
 
 
-def test_mask_vocabulary_is_the_masking_stage_vocabulary() -> None:
+def test_mask_vocabulary_is_the_masking_stage_vocabulary(tmp_path: Path) -> None:
     """A mask rule `hoopd policy check` accepts must be one the masking stage accepts."""
-    masking = pytest.importorskip("hoopd.masking")
-    assert set(MASK_DETECTORS) == set(masking.DETECTORS)
-    assert tuple(MASK_STYLES) == tuple(masking.MASK_STYLES)
+    rules = [
+        f"  - {{name: m{index}, action: mask, detectors: ['{detector}'], style: {style}}}"
+        for index, (detector, style) in enumerate(
+            (detector, style)
+            for detector in (*MASK_DETECTORS, "regex:[0-9]{4}")
+            for style in MASK_STYLES
+        )
+    ]
+    (tmp_path / "masks.yaml").write_text("rules:\n" + "\n".join(rules) + "\n")
+    policy = load_policy(tmp_path)
+    subject = Subject(Identity("a", (), "t"), "c", {}, "postgres")
+    covering = covering_rules(policy, subject)
+    assert len(covering) == len(rules)
+    Masker(covering, bytes(32))  # raises ValueError for anything it does not accept
