@@ -339,6 +339,7 @@ durability = "{self.durability}"
 [[tokens]]
 identity = "bench"
 sha256 = "{digest}"
+expires = 2099-01-01T00:00:00Z
 
 [[connections]]
 name = "{DATABASE}"

@@ -29,6 +29,15 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
+from hoopd.config_identity import (
+    IdentityConfig,
+    OidcIssuerConfig,
+    identity_section,
+    oidc_issuers,
+    token_expiry,
+    token_scope,
+)
+
 KNOWN_PROTOCOLS: Final[frozenset[str]] = frozenset({"postgres"})
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 DURABILITIES: Final = ("process-crash", "power-loss")
@@ -147,11 +156,14 @@ class ConnectionConfig:
 
 @dataclass(frozen=True, slots=True)
 class TokenConfig:
-    """A static API token: who it stands for, and the SHA-256 (hex) of the token."""
+    """A static API token: who it stands for, the SHA-256 (hex) of the token, when it
+    expires (Unix seconds) and its scope (None: unrestricted)."""
 
     identity: str
     groups: tuple[str, ...]
     sha256: str
+    expires_at: float = math.inf
+    scope: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +219,8 @@ class GatewayConfig:
     tokens: tuple[TokenConfig, ...]
     connections: tuple[ConnectionConfig, ...]
     approvals: ApprovalsConfig = ApprovalsConfig()
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    oidc_issuers: tuple[OidcIssuerConfig, ...] = ()
 
 
 def load_config(path: Path | str, *, protocols: Set[str] = KNOWN_PROTOCOLS) -> GatewayConfig:
@@ -272,8 +286,11 @@ def config_from_dict(
     pol.done()
     approvals = _approvals(root.table("approvals"))
     tokens = _tokens(root.tables("tokens"))
+    identity = identity_section(root.table("identity"))
+    oidc = oidc_issuers(root.table("oidc"))
     connections = _connections(root.tables("connections"), protocols)
     root.done()
+    _check_accept_on(root, oidc, connections)
 
     if problems.lines:
         raise ConfigError(problems.lines)
@@ -291,7 +308,19 @@ def config_from_dict(
         tokens=tokens,
         connections=connections,
         approvals=approvals,
+        identity=identity,
+        oidc_issuers=oidc,
     )
+
+
+def _check_accept_on(
+    root: _Table, issuers: Sequence[OidcIssuerConfig], connections: Sequence[ConnectionConfig]
+) -> None:
+    names = {c.name for c in connections}
+    for i, issuer in enumerate(issuers):
+        for name in issuer.accept_on:
+            if name not in names:
+                root.problem(f"oidc.issuers[{i}].accept_on", f"no connection is named {name!r}")
 
 
 def _client_tls(t: _Table) -> ClientTLSConfig:
@@ -325,6 +354,12 @@ def approval_store_dir(config: GatewayConfig) -> Path:
     return config.approvals.store_dir or config.data_dir
 
 
+def token_store_dir(config: GatewayConfig) -> Path:
+    """The directory of the token and revocation store (``[identity] store_dir``, or
+    the approval store's directory): gateways that share it share revocations."""
+    return config.identity.store_dir or approval_store_dir(config)
+
+
 def _tokens(tables: list[_Table]) -> tuple[TokenConfig, ...]:
     tokens: list[TokenConfig] = []
     first_index: dict[str, int] = {}
@@ -332,12 +367,14 @@ def _tokens(tables: list[_Table]) -> tuple[TokenConfig, ...]:
         identity = t.text("identity")
         groups = t.text_list("groups")
         digest = t.text("sha256", check=_check_sha256)
+        expires_at = token_expiry(t)
+        scope = token_scope(t)
         t.done()
         if digest in first_index:
             t.problem("sha256", f"same token hash as tokens[{first_index[digest]}]")
         elif digest:
             first_index[digest] = i
-        tokens.append(TokenConfig(identity, groups, digest))
+        tokens.append(TokenConfig(identity, groups, digest, expires_at, scope))
     return tuple(tokens)
 
 
@@ -553,6 +590,11 @@ class _Table:
         for name in self.data:
             if name not in self.known:
                 self.problem(name, "unknown key")
+
+    def present(self, name: str) -> bool:
+        """Whether the key is written (it then counts as known)."""
+        self.known.add(name)
+        return name in self.data
 
     def raw(self, name: str, *, required: bool = False) -> Any:
         self.known.add(name)

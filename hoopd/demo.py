@@ -10,6 +10,7 @@ commands to paste, then serves until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shutil
 import sys
 import tempfile
@@ -35,6 +36,8 @@ def write_config(
     data_dir: Path, port: int, pg_port: int, token_hash: str, approver_hash: str
 ) -> Path:
     path = data_dir / "hoopd.toml"
+    # The demo's tokens are bootstrap tokens: they expire a week from now.
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
     path.write_text(
         f"""# Written by `hoopd demo`; a working example of a gateway configuration.
 [gateway]
@@ -55,11 +58,13 @@ directory = "policy"
 identity = "demo-user"
 groups = ["demo"]
 sha256 = "{token_hash}"
+expires = {expires}
 
 [[tokens]]
 identity = "demo-approver"
 groups = ["demo-approvers"]
 sha256 = "{approver_hash}"
+expires = {expires}
 
 [[connections]]
 name = "{DATABASE}"

@@ -72,8 +72,8 @@ class AdminApi:
         self._store = store
         self._verifier = verifier
 
-    def handle(self, request: ApiRequest) -> ApiResponse:
-        caller = self._authenticate(request)
+    async def handle(self, request: ApiRequest) -> ApiResponse:
+        caller = await self._authenticate(request)
         if isinstance(caller, ApiResponse):
             return caller
         path = request.target.partition("?")[0]
@@ -94,13 +94,15 @@ class AdminApi:
             log.error("admin API: approval store failed: %s", exc)
             return error(503, "the approval store is unavailable; try again")
 
-    def _authenticate(self, request: ApiRequest) -> Identity | ApiResponse:
+    async def _authenticate(self, request: ApiRequest) -> Identity | ApiResponse:
         challenge = ("www-authenticate", 'Bearer realm="hoopd"')
         values = request.header("authorization")
         if len(values) != 1:
             return error(401, "send exactly one Authorization: Bearer <token> header", challenge)
         scheme, _, token = values[0].strip().partition(" ")
-        identity = self._verifier.verify(token.strip()) if scheme.lower() == "bearer" else None
+        identity = (
+            await self._verifier.verify(token.strip()) if scheme.lower() == "bearer" else None
+        )
         if identity is None:
             return error(401, "the bearer token is not valid", challenge)
         return identity

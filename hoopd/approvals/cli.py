@@ -93,7 +93,7 @@ def _authenticated(name: str, action: Action) -> Callable[[argparse.Namespace], 
                 file=sys.stderr,
             )
             return EXIT_USAGE
-        identity = StaticTokenVerifier(config.tokens).verify(token)
+        identity = StaticTokenVerifier(config.tokens).lookup(token)
         if identity is None:
             print(
                 f"hoopd {name}: the token is not valid (it matches none of the [[tokens]]"

@@ -66,7 +66,9 @@ async def serve_connection(api: AdminApi, stream: trio.SocketStream) -> None:
         with trio.move_on_after(REQUEST_DEADLINE_SECONDS) as scope:
             received = await _receive(conn, stream)
             if received is not None:
-                response = _answer(api, received) if isinstance(received, ApiRequest) else received
+                response = (
+                    await _answer(api, received) if isinstance(received, ApiRequest) else received
+                )
                 await _send(conn, stream, response)
                 await _linger(stream)
         if scope.cancelled_caught:
@@ -78,9 +80,9 @@ async def serve_connection(api: AdminApi, stream: trio.SocketStream) -> None:
         await trio.aclose_forcefully(stream)
 
 
-def _answer(api: AdminApi, request: ApiRequest) -> ApiResponse:
+async def _answer(api: AdminApi, request: ApiRequest) -> ApiResponse:
     try:
-        return api.handle(request)
+        return await api.handle(request)
     except Exception:
         # A fault here must cost one request, not the gateway serving it.
         log.exception("admin API: failed to answer %s %s", request.method, request.target)

@@ -7,6 +7,7 @@ so a lost token is replaced, never recovered.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import sys
 from typing import Any
@@ -30,6 +31,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         " paste the printed [[tokens]] block into hoopd.toml and restart hoopd.",
     )
     new.add_argument("--identity", required=True, metavar="NAME", help="who the token is for")
+    new.add_argument(
+        "--days",
+        type=int,
+        default=30,
+        metavar="N",
+        help="days until the token expires (default 30; static tokens are for bootstrapping)",
+    )
     new.add_argument(
         "--group",
         action="append",
@@ -55,7 +63,13 @@ def _new(args: argparse.Namespace) -> int:
     if not identity.strip() or not all(g.strip() for g in groups):
         print("hoopd token new: --identity and --group must not be empty", file=sys.stderr)
         return 2
+    days: int = args.days
+    if days < 1:
+        print("hoopd token new: --days must be at least 1", file=sys.stderr)
+        return 2
     token, digest = new_token()
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    expires = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     group_list = ", ".join(_toml_string(g) for g in dict.fromkeys(groups))
     print(f"Token for {identity} (shown only this once; hoopd stores just its hash):")
     print()
@@ -67,6 +81,7 @@ def _new(args: argparse.Namespace) -> int:
     print(f"identity = {_toml_string(identity)}")
     print(f"groups = [{group_list}]")
     print(f'sha256 = "{digest}"')
+    print(f"expires = {expires}")
     return 0
 
 

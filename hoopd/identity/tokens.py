@@ -7,15 +7,18 @@ Guarantees of :class:`StaticTokenVerifier`:
 * the time taken depends on the number of configured tokens and on the length of
   the presented token, not on which token matched or how much of it did;
 * ``verify`` never raises, whatever it is given, and the resulting ``token_id``
-  is derived from the hash, so it cannot reveal the token.
+  is derived from the hash, so it cannot reveal the token;
+* a token past its configured ``expires`` is refused like an unknown one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from hoopd.config import TokenConfig
@@ -56,7 +59,10 @@ class StaticTokenVerifier:
     twice (the configuration loader already refuses both).
     """
 
-    def __init__(self, tokens: Sequence[TokenConfig]) -> None:
+    def __init__(
+        self, tokens: Sequence[TokenConfig], clock: Callable[[], float] = time.time
+    ) -> None:
+        self._clock = clock
         self._entries: list[tuple[bytes, Identity]] = []
         for tok in tokens:
             digest = bytes.fromhex(tok.sha256)
@@ -68,11 +74,19 @@ class StaticTokenVerifier:
                 subject=tok.identity,
                 groups=tuple(tok.groups),
                 token_id=TOKEN_ID_PREFIX + tok.sha256.lower()[:12],
+                scope=tok.scope,
+                expires_at=None if math.isinf(tok.expires_at) else tok.expires_at,
+                issuer="static",
             )
             self._entries.append((digest, identity))
 
-    def verify(self, token: str) -> Identity | None:
-        """The identity for ``token``, or ``None`` if it is not a configured token.
+    async def verify(self, token: str) -> Identity | None:
+        """:meth:`lookup`, as the :class:`~hoopd.identity.base.TokenVerifier` interface."""
+        return self.lookup(token)
+
+    def lookup(self, token: str) -> Identity | None:
+        """The identity for ``token``, or ``None`` if it is not a configured token
+        or has expired.
 
         Every configured hash is compared, with :func:`hmac.compare_digest`, and the
         loop never stops early, so timing does not tell which entry matched or how
@@ -87,4 +101,8 @@ class StaticTokenVerifier:
         for known, identity in self._entries:
             if hmac.compare_digest(known, digest):
                 found = identity
+        if found is None or found.expires_at is None:
+            return found
+        if self._clock() >= found.expires_at:
+            return None
         return found

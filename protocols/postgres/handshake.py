@@ -155,7 +155,7 @@ async def _authenticate(
     if not isinstance(message, fe.PasswordMessage):
         raise ProtocolError("expected a password message")
     started = trio.current_time()
-    identity = gateway.verifier.verify(message.password)
+    identity = await gateway.verifier.verify(message.password)
     if identity is not None:
         return identity
     await on_denied(startup)

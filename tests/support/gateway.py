@@ -174,6 +174,7 @@ class Gateway:
                 f"identity = {_toml_str(token.identity)}",
                 "groups = [" + ", ".join(_toml_str(g) for g in token.groups) + "]",
                 f"sha256 = {_toml_str(token.sha256)}",
+                "expires = 2099-01-01T00:00:00Z",
                 "",
             ]
         self._secret_env = {}

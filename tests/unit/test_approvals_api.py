@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import trio
 
 from hoopd.approvals import AdminApi, ApiRequest, ApiResponse, ApprovalRequest, ApprovalStore
 from hoopd.config import TokenConfig
@@ -34,7 +35,7 @@ def call(
     api: AdminApi, method: str, target: str, who: str | None, body: bytes = b""
 ) -> ApiResponse:
     headers = [("Authorization", f"Bearer {TOKENS[who]}")] if who else []
-    response = api.handle(ApiRequest(method, target, headers, body))
+    response = trio.run(api.handle, ApiRequest(method, target, headers, body))
     json.loads(response.encoded())  # every answer is JSON
     return response
 
@@ -52,7 +53,7 @@ def test_every_endpoint_needs_a_valid_bearer_token(
         assert missing.status == 401
         assert ("www-authenticate", 'Bearer realm="hoopd"') in missing.headers
         for auth in ["Bearer hoopd_not-a-token", f"Basic {TOKENS['bob']}", "Bearer"]:
-            wrong = api.handle(ApiRequest(method, target, [("authorization", auth)]))
+            wrong = trio.run(api.handle, ApiRequest(method, target, [("authorization", auth)]))
             assert (wrong.status, wrong.body) == (401, {"error": "the bearer token is not valid"})
     assert store.get(request_.id) == request_  # nothing was decided
 

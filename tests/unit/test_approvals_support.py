@@ -61,7 +61,7 @@ def tokens_toml() -> str:
         groups = ", ".join(f'"{g}"' for g in GROUPS[name])
         blocks.append(
             f'[[tokens]]\nidentity = "{name}"\ngroups = [{groups}]\n'
-            f'sha256 = "{token_sha256(token)}"\n'
+            f'sha256 = "{token_sha256(token)}"\nexpires = 2099-01-01T00:00:00Z\n'
         )
     return "\n".join(blocks)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from hoopd.config import (
 )
 
 HASH_A = "a" * 64
+FAR_FUTURE = datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)
 HASH_B = "0123456789abcdef" * 4
 
 FULL_TOML = f"""
@@ -45,10 +47,12 @@ durability = "power-loss"
 identity = "alice"
 groups = ["dba", "oncall"]
 sha256 = "{HASH_A}"
+expires = 2099-01-01T00:00:00Z
 
 [[tokens]]
 identity = "ci"
 sha256 = "{HASH_B}"
+expires = 2099-01-01T00:00:00Z
 
 [[connections]]
 name = "appdb"
@@ -81,7 +85,7 @@ def minimal() -> dict[str, Any]:
     """The smallest useful configuration, as parsed TOML."""
     return {
         "gateway": {"data_dir": "/var/lib/hoopd"},
-        "tokens": [{"identity": "alice", "sha256": HASH_A}],
+        "tokens": [{"identity": "alice", "sha256": HASH_A, "expires": FAR_FUTURE}],
         "connections": [
             {
                 "name": "appdb",
@@ -395,7 +399,7 @@ def test_a_token_pasted_as_its_hash_is_not_echoed() -> None:
 def test_duplicates_name_the_earlier_entry() -> None:
     data = minimal()
     data["connections"].append(copy.deepcopy(data["connections"][0]))
-    data["tokens"].append({"identity": "bob", "sha256": HASH_A})
+    data["tokens"].append({"identity": "bob", "sha256": HASH_A, "expires": FAR_FUTURE})
 
     assert problems_of(data) == [
         "hoopd.toml: tokens[1].sha256: same token hash as tokens[0]",

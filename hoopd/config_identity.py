@@ -1,0 +1,191 @@
+"""The identity parts of the configuration: static token expiry and scope,
+``[identity]`` (the gateway's own tokens) and ``[[oidc.issuers]]``.
+
+Parsed by :func:`hoopd.config.config_from_dict` with the same guarantees as the rest
+of the file: every problem is reported with its key, unknown keys are refused.
+docs/configuration.md documents every key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
+
+from hoopd.identity.scope import ScopeError, parse_scope
+
+if TYPE_CHECKING:
+    from hoopd.config import _Table
+
+SIGNING_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256")
+"""Asymmetric algorithms an OIDC issuer may be trusted for. HS* (shared secrets)
+and ``none`` are never accepted, so a public key can never be used as an HMAC key."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """``[identity]``: the tokens hoopd signs itself.
+
+    ``issuer`` is their ``iss`` and ``aud``; ``default_ttl_seconds`` is the lifetime
+    of a minted token when none is asked for, ``max_ttl_seconds`` the most any may
+    have; ``max_chain_depth`` bounds delegation (exchanges from a root token);
+    ``store_dir`` holds the token and revocation store that gateways sharing it
+    see alike (default: the approvals store directory, else the data directory).
+    """
+
+    issuer: str = "hoopd"
+    default_ttl_seconds: int = 900
+    max_ttl_seconds: int = 12 * 3600
+    max_chain_depth: int = 3
+    store_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OidcIssuerConfig:
+    """One trusted OpenID Connect issuer.
+
+    ``issuer`` is its URL exactly as in its tokens' ``iss`` (the discovery document
+    is read from ``<issuer>/.well-known/openid-configuration``); ``audience`` is the
+    ``aud`` its tokens must carry for hoopd. ``scope`` is the most that a gateway
+    token minted for one of its identities may carry; ``group_scopes`` adds items
+    for members of a group. ``accept_on`` names connections where a client may
+    present the issuer's access token itself instead of a gateway token.
+    ``client_id`` is the public client ``hoopd login`` uses for the device flow.
+    """
+
+    name: str
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    subject_claim: str = "sub"
+    groups_claim: str = "groups"
+    scope: tuple[str, ...] = ()
+    group_scopes: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    accept_on: tuple[str, ...] = ()
+    client_id: str | None = None
+    ca_file: Path | None = None
+    jwks_min_refresh_seconds: float = 30.0
+    jwks_max_age_seconds: float = 3600.0
+
+
+def token_expiry(t: _Table) -> float:
+    """``expires``: an offset date-time (Unix seconds); required."""
+    if not t.present("expires"):
+        t.problem("expires", "missing (required: static tokens are for bootstrapping and expire)")
+        return 0.0
+    value = t.raw("expires")
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.timestamp()
+    t.problem(
+        "expires",
+        "must be an offset date-time such as 2027-01-31T00:00:00Z"
+        " (static tokens are for bootstrapping and must expire)",
+    )
+    return 0.0
+
+
+def token_scope(t: _Table) -> tuple[str, ...] | None:
+    """``scope``: optional list of ``connection:action`` items (None: unrestricted)."""
+    if not t.present("scope"):
+        return None
+    return checked_scope(t, "scope")
+
+
+def checked_scope(t: _Table, name: str) -> tuple[str, ...]:
+    items = t.text_list(name)
+    try:
+        parse_scope(items)
+    except ScopeError as exc:
+        t.problem(name, str(exc))
+    return items
+
+
+def identity_section(t: _Table) -> IdentityConfig:
+    issuer = t.optional_text("issuer") or "hoopd"
+    default_ttl = t.integer("default_ttl_seconds", 900, 1, None)
+    max_ttl = t.integer("max_ttl_seconds", 12 * 3600, 1, None)
+    depth = t.integer("max_chain_depth", 3, 0, 16)
+    store_dir = t.path("store_dir")
+    t.done()
+    if default_ttl > max_ttl:
+        t.problem("default_ttl_seconds", f"must not exceed max_ttl_seconds ({max_ttl})")
+    return IdentityConfig(issuer, default_ttl, max_ttl, depth, store_dir)
+
+
+def oidc_issuers(t: _Table) -> tuple[OidcIssuerConfig, ...]:
+    issuers = [_issuer(i) for i in t.tables("issuers")]
+    t.done()
+    seen: set[str] = set()
+    for i, issuer in enumerate(issuers):
+        if issuer.name in seen:
+            t.problem(f"issuers[{i}].name", f"{issuer.name!r} is used twice")
+        seen.add(issuer.name)
+    return tuple(issuers)
+
+
+def _issuer(t: _Table) -> OidcIssuerConfig:
+    name = t.text("name")
+    url = t.text("issuer", check=_check_issuer_url)
+    audience = t.text("audience")
+    algorithms = t.text_list("algorithms") or ("RS256", "ES256")
+    for algorithm in algorithms:
+        if algorithm not in SIGNING_ALGORITHMS:
+            t.problem(
+                "algorithms",
+                f"{algorithm!r} is not accepted (use: {', '.join(SIGNING_ALGORITHMS)})",
+            )
+    subject_claim = t.optional_text("subject_claim") or "sub"
+    groups_claim = t.optional_text("groups_claim") or "groups"
+    scope = checked_scope(t, "scope")
+    group_scopes = _group_scopes(t.table("group_scopes"))
+    accept_on = t.text_list("accept_on")
+    client_id = t.optional_text("client_id")
+    ca_file = t.path("ca_file")
+    min_refresh = t.number("jwks_min_refresh_seconds", 30.0)
+    max_age = t.number("jwks_max_age_seconds", 3600.0)
+    t.done()
+    return OidcIssuerConfig(
+        name=name,
+        issuer=url,
+        audience=audience,
+        algorithms=algorithms,
+        subject_claim=subject_claim,
+        groups_claim=groups_claim,
+        scope=scope,
+        group_scopes=group_scopes,
+        accept_on=accept_on,
+        client_id=client_id,
+        ca_file=ca_file,
+        jwks_min_refresh_seconds=min_refresh,
+        jwks_max_age_seconds=max_age,
+    )
+
+
+def _group_scopes(t: _Table) -> Mapping[str, tuple[str, ...]]:
+    scopes = {group: checked_scope(t, group) for group in list(t.data)}
+    t.done()
+    return MappingProxyType(scopes)
+
+
+def _check_issuer_url(value: str) -> str | None:
+    """https, or http on a loopback host (a test provider on this machine)."""
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname:
+        host = parts.hostname
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if loopback:
+            return None
+        return "http is only accepted for a loopback issuer; use https"
+    return "must be an https URL (or http on a loopback address)"
