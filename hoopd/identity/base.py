@@ -25,6 +25,9 @@ class Identity:
     static bootstrap tokens without a configured scope). ``expires_at`` is the
     token's expiry (Unix seconds), ``None`` if it has none. ``issuer`` says who
     issued the token: ``"static"``, ``"hoopd"`` or an OIDC issuer's configured name.
+    ``issued_at`` is when the token was issued (Unix seconds; 0 when unknown, as
+    for static tokens): revoking a subject or actor revokes the tokens issued
+    before the revocation.
     """
 
     subject: str
@@ -35,6 +38,7 @@ class Identity:
     expires_at: float | None = None
     issuer: str = "static"
     lineage: tuple[str, ...] = ()
+    issued_at: float = 0.0
 
     @property
     def depth(self) -> int:
