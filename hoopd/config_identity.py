@@ -36,6 +36,7 @@ class IdentityConfig:
     have; ``max_chain_depth`` bounds delegation (exchanges from a root token);
     ``store_dir`` holds the token and revocation store that gateways sharing it
     see alike (default: the approvals store directory, else the data directory).
+    ``end_sessions_at_expiry`` ends a live session when its token expires.
     """
 
     issuer: str = "hoopd"
@@ -43,6 +44,7 @@ class IdentityConfig:
     max_ttl_seconds: int = 12 * 3600
     max_chain_depth: int = 3
     store_dir: Path | None = None
+    end_sessions_at_expiry: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +115,11 @@ def identity_section(t: _Table) -> IdentityConfig:
     max_ttl = t.integer("max_ttl_seconds", 12 * 3600, 1, None)
     depth = t.integer("max_chain_depth", 3, 0, 16)
     store_dir = t.path("store_dir")
+    end_at_expiry = t.boolean("end_sessions_at_expiry", True)
     t.done()
     if default_ttl > max_ttl:
         t.problem("default_ttl_seconds", f"must not exceed max_ttl_seconds ({max_ttl})")
-    return IdentityConfig(issuer, default_ttl, max_ttl, depth, store_dir)
+    return IdentityConfig(issuer, default_ttl, max_ttl, depth, store_dir, end_at_expiry)
 
 
 def oidc_issuers(t: _Table) -> tuple[OidcIssuerConfig, ...]:

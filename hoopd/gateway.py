@@ -15,7 +15,8 @@ from importlib.metadata import entry_points
 from typing import Protocol
 
 from hoopd.config import ConnectionConfig, GatewayConfig
-from hoopd.identity.base import TokenVerifier
+from hoopd.identity.authenticator import Authenticator
+from hoopd.live_sessions import LiveSessions
 from hoopd.pipeline import Pipeline
 from hoopd.recording.journal import Journal
 from hoopd.relay import SocketByteStream
@@ -29,12 +30,14 @@ class Gateway:
 
     config: GatewayConfig
     journal: Journal
-    verifier: TokenVerifier
+    authenticator: Authenticator
     pipeline: Pipeline
     client_tls: ssl.SSLContext
     target_tls: Mapping[str, ssl.SSLContext | None] = field(default_factory=dict)
     #: Keys the ``hmac`` masking style (see hoopd.session_masking.load_key).
     masking_key: bytes = b""
+    #: The sessions being served now, so revocation can end them.
+    live: LiveSessions = field(default_factory=LiveSessions)
 
 
 @dataclass(frozen=True, slots=True)

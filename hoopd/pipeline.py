@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from hoopd.actions import ADMIN, action_name, sql_level
 from hoopd.events import CommandResult, SqlStatement
 from hoopd.identity.base import Identity
 from hoopd.policy.verdict import Subject, Verdict
@@ -67,6 +68,9 @@ class Session:
     notify: Notify | None = None
     #: Returns once the client has gone away (set by the engine with ``notify``).
     client_gone: ClientGone | None = None
+    #: The widest action the token's scope grants on this connection (see
+    #: hoopd.identity.scope); a command needing more is refused before policy.
+    granted_level: int = ADMIN
 
 
 class Refusal(NamedTuple):
@@ -74,7 +78,8 @@ class Refusal(NamedTuple):
 
     ``message`` is for the client; ``rule`` names the deciding rule (None when a
     default decided); ``action`` is the verdict that refused it (``deny``, or
-    ``approve`` without an approval, or ``mask`` for an export masking rules forbid).
+    ``approve`` without an approval, ``mask`` for an export masking rules forbid,
+    or ``scope`` for a command the token's scope does not reach).
     """
 
     message: str
@@ -120,8 +125,10 @@ class Pipeline:
         for command in commands:
             number += 1
             body = _statement_record(command, number)
-            refusal = None
-            if policy is not None:
+            refusal = _beyond_scope(session, command)
+            if refusal is not None:
+                body["verdict"] = _scope_verdict_record(refusal)
+            elif policy is not None:
                 verdict = policy.judge(session_subject(session), command)
                 body["verdict"] = _verdict_record(verdict)
                 if verdict.action == "approve":
@@ -148,17 +155,22 @@ class Pipeline:
         here: it is judged and recorded again when it runs. Raises ``CommandRefused``
         (fatal) if the refusal cannot be recorded.
         """
-        if self.policy is None:
-            return None
-        verdict = self.policy.judge(session_subject(session), command)
-        if verdict.action != "deny":
+        refusal = _beyond_scope(session, command)
+        if refusal is not None:
+            verdict_record = _scope_verdict_record(refusal)
+        elif self.policy is not None:
+            verdict = self.policy.judge(session_subject(session), command)
+            if verdict.action != "deny":
+                return None
+            refusal, verdict_record = _refusal(verdict), _verdict_record(verdict)
+        else:
             return None
         number = session.commands + 1
         body = _statement_record(command, number)
-        body["verdict"] = _verdict_record(verdict)
+        body["verdict"] = verdict_record
         await self._write(session, [("statement", body)])
         session.commands = number
-        return _refusal(verdict)
+        return refusal
 
     async def _hold(
         self, session: Session, command: Command, verdict: Verdict, body: dict[str, Any]
@@ -249,6 +261,25 @@ def _verdict_record(verdict: Verdict) -> dict[str, Any]:
     if verdict.message is not None:
         record["message"] = verdict.message
     return record
+
+
+def _beyond_scope(session: Session, command: Command) -> Refusal | None:
+    """The refusal of a command the token's scope does not reach, else None."""
+    granted = session.granted_level
+    if granted >= ADMIN:
+        return None  # the common case costs one comparison
+    needed = sql_level(command.classification)
+    if needed <= granted:
+        return None
+    message = (
+        f"the token's scope allows {action_name(granted)} on {session.connection};"
+        f" this statement needs {action_name(needed)}"
+    )
+    return Refusal(message, None, "scope")
+
+
+def _scope_verdict_record(refusal: Refusal) -> dict[str, Any]:
+    return {"action": "deny", "rule": None, "scope": True, "message": refusal.message}
 
 
 def _refusal(verdict: Verdict) -> Refusal | None:

@@ -21,6 +21,7 @@ from hoopd.approvals.server import serve_admin_api
 from hoopd.approvals.store import ApprovalStore
 from hoopd.config import ConnectionConfig, GatewayConfig, approval_store_dir, check_secrets
 from hoopd.gateway import Gateway, Listener, ProtocolEngine, load_plugins
+from hoopd.identity.authenticator import Authenticator
 from hoopd.identity.tokens import StaticTokenVerifier
 from hoopd.pipeline import Pipeline
 from hoopd.policy.errors import PolicyError
@@ -109,7 +110,9 @@ def build_gateway(config: GatewayConfig, journal: Journal) -> Gateway:
     return Gateway(
         config=config,
         journal=journal,
-        verifier=StaticTokenVerifier(config.tokens),
+        authenticator=Authenticator(
+            StaticTokenVerifier(config.tokens), gateway_issuer=config.identity.issuer
+        ),
         pipeline=Pipeline(),
         client_tls=client_tls,
         target_tls=target_tls,
@@ -194,7 +197,7 @@ async def _start_approvals(
     listen = config.approvals.admin_listen
     if listen is not None:
         host, port = listen
-        await nursery.start(serve_admin_api, store, gateway.verifier, host, port)
+        await nursery.start(serve_admin_api, store, gateway.authenticator, host, port)
 
 
 def _policy_reloader(config: GatewayConfig, pipeline: Pipeline) -> PolicyReloader | None:

@@ -93,6 +93,20 @@ def granted_level(scope: Sequence[ScopeItem] | None, connection: str) -> int | N
     return max(levels) if levels else None
 
 
+def identity_level(scope: Sequence[str] | None, connection: str) -> int | None:
+    """:func:`granted_level` for an identity's scope as it carries it (strings).
+
+    A scope that does not parse grants nothing: verifiers only hand out parsed
+    scopes, so this is a defence, not a path users meet.
+    """
+    if scope is None:
+        return len(ACTIONS) - 1
+    try:
+        return granted_level(parse_scope(scope), connection)
+    except ScopeError:
+        return None
+
+
 def uncovered(wider: Sequence[ScopeItem] | None, narrower: Sequence[ScopeItem]) -> list[ScopeItem]:
     """The items of ``narrower`` that ``wider`` does not provably include."""
     if wider is None:

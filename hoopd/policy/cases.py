@@ -21,7 +21,12 @@ from hoopd.policy.yamlread import NULL, Problems, Reader, compose_file
 from hoopd.protocols.postgres.classify import classify
 
 CASE_KEYS: Final = ("name", "identity", "connection", "labels", "protocol", "sql", "expect", "rule")
-CASE_IDENTITY_KEYS: Final = ("subject", "groups", "actor_chain")
+CASE_IDENTITY_KEYS: Final = ("subject", "groups", "actor_chain", "issuer")
+_IDENTITY_HINTS: Final = {
+    "depth": "the depth is the length of actor_chain: list the actors, first delegate first",
+    "actor": "the actor calling now is the last of actor_chain",
+}
+DEFAULT_ISSUER: Final = "static"
 EXPECTATIONS: Final = ("allow", "deny", "approve")
 DEFAULT_SUBJECT: Final = "tester"
 DEFAULT_CONNECTION: Final = "test"
@@ -130,15 +135,16 @@ def _case(reader: Reader, node: Node, index: int) -> Case | None:
 def _identity(reader: Reader, node: Node | None, what: str) -> Identity | None:
     if node is None:
         return Identity(DEFAULT_SUBJECT, (), "policy-test")
-    fields = reader.fields(node, what, CASE_IDENTITY_KEYS)
+    fields = reader.fields(node, what, CASE_IDENTITY_KEYS, _IDENTITY_HINTS)
     if fields is None:
         return None
-    subject = DEFAULT_SUBJECT
     ok = True
-    if (value := fields.get("subject")) is not None:
-        read = reader.text(value, f"{what}.subject")
-        ok = read is not None
-        subject = read or subject
+    texts = {"subject": DEFAULT_SUBJECT, "issuer": DEFAULT_ISSUER}
+    for key in texts:
+        if (value := fields.get(key)) is not None:
+            read = reader.text(value, f"{what}.{key}")
+            ok = ok and read is not None
+            texts[key] = read or texts[key]
     lists: dict[str, tuple[str, ...]] = {"groups": (), "actor_chain": ()}
     for key in lists:
         if (value := fields.get(key)) is not None:
@@ -147,7 +153,13 @@ def _identity(reader: Reader, node: Node | None, what: str) -> Identity | None:
             lists[key] = tuple(v for v, _ in values or ())
     if not ok:
         return None
-    return Identity(subject, lists["groups"], "policy-test", lists["actor_chain"])
+    return Identity(
+        texts["subject"],
+        lists["groups"],
+        "policy-test",
+        lists["actor_chain"],
+        issuer=texts["issuer"],
+    )
 
 
 def run_case(policy: Policy, case: Case) -> Outcome:

@@ -31,7 +31,8 @@ def _listed(items: Iterable[str]) -> str:
 
 
 class GlobCheck:
-    """identity.subject, connection: one value against any-of globs."""
+    """identity.subject, identity.actor, identity.issuer, connection, protocol: one
+    value against any-of globs."""
 
     __slots__ = ("_value", "cost", "globs", "key")
 
@@ -82,6 +83,45 @@ def groups_of(s: Subject) -> Sequence[str]:
 
 def actors_of(s: Subject) -> Sequence[str]:
     return s.identity.actor_chain
+
+
+def actor_of(s: Subject) -> str:
+    """The actor calling now: the chain's last actor, or the subject for a direct token."""
+    return s.identity.actor
+
+
+def issuer_of(s: Subject) -> str:
+    return s.identity.issuer
+
+
+DEPTH_OPERATORS: Final[dict[str, Callable[[int, int], bool]]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
+}
+"""The comparisons ``identity.depth`` accepts."""
+
+
+class DepthCheck:
+    """identity.depth: how many exchanges separate the token from a root token,
+    compared with a number (``==`` for a plain number)."""
+
+    __slots__ = ("_test", "bound", "cost", "key", "operator")
+
+    def __init__(self, operator: str, bound: int) -> None:
+        self.key, self.operator, self.bound, self.cost = "identity.depth", operator, bound, 1
+        self._test = DEPTH_OPERATORS[operator]
+
+    def holds(self, subject: Subject, c: SqlClassification) -> bool:
+        return self._test(subject.identity.depth, self.bound)
+
+    def describe(self, subject: Subject, c: SqlClassification) -> str:
+        depth = subject.identity.depth
+        verb = "is" if self.holds(subject, c) else "is not"
+        return f"depth {depth} {verb} {self.operator} {self.bound}"
 
 
 def connection_of(s: Subject) -> str:

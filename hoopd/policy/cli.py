@@ -70,7 +70,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )  # fmt: skip
     exp.add_argument(
         "--actor", action="append", default=[], dest="actors", metavar="A",
-        help="an actor of a delegated token, outermost first (repeatable)",
+        help="an actor of a delegated token, in hop order: the first delegate first, the"
+        " actor calling now last (repeatable; the token's depth is how many are given)",
+    )  # fmt: skip
+    exp.add_argument(
+        "--issuer", default="static", metavar="NAME",
+        help="who issued the token: static, hoopd or an OIDC issuer's name (default static)",
     )  # fmt: skip
     exp.add_argument("--protocol", default="postgres")
     exp.add_argument("--sql", required=True, metavar="TEXT")
@@ -165,7 +170,13 @@ def _explain(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem)
         return 1
-    identity = Identity(args.identity, tuple(args.groups), "policy-explain", tuple(args.actors))
+    identity = Identity(
+        args.identity,
+        tuple(args.groups),
+        "policy-explain",
+        tuple(args.actors),
+        issuer=args.issuer,
+    )
     subject = Subject(identity, args.connection, labels, args.protocol)
     statement = SqlStatement(args.sql, classify(args.sql))
     for line in explain(policy, subject, statement):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hoopd.events import SqlClassification, SqlStatement
+from hoopd.identity.base import Identity
 from hoopd.policy.policy import EVALUATION_FAILED, Policy
 from hoopd.policy.rules import MaskRule, Rule
 from hoopd.policy.verdict import Subject, Verdict
@@ -10,13 +11,15 @@ from hoopd.policy.verdict import Subject, Verdict
 
 def explain(policy: Policy, subject: Subject, statement: SqlStatement) -> list[str]:
     """Lines describing the verdict, the deciding rule, the statement as classified,
-    each rule that matched with the keys that held, each that did not with the keys
-    that failed, and the connection's default when it applied."""
+    the caller (its delegation chain in hop order, depth and issuer), each rule that
+    matched with the keys that held, each that did not with the keys that failed, and
+    the connection's default when it applied."""
     c = statement.classification
     verdict = policy.judge(subject, statement)
     lines = [f"verdict: {verdict.action}"]
     lines += _decision(policy, subject, verdict, c)
     lines.append(f"statement: {_classification(c)}")
+    lines.append(f"caller: {caller(subject.identity)}")
     matched = [rule for rule in policy.rules if rule.name in verdict.matched]
     others = [rule for rule in policy.rules if rule.name not in verdict.matched]
     lines.append(f"matched rules ({len(matched)})" + (":" if matched else ""))
@@ -76,6 +79,15 @@ def _rule_lines(rule: Rule, subject: Subject, c: SqlClassification, held: bool) 
         if held or not ok:
             lines.append(f"      {key}: {why}" + ("" if ok else "  [does not hold]"))
     return lines
+
+
+def caller(identity: Identity) -> str:
+    """``alice > ci-job > sub-agent (groups dev), depth 2, issuer hoopd``: the root
+    subject first, then each actor in hop order, the last being the one calling now."""
+    text = " > ".join((identity.subject, *identity.actor_chain))
+    if identity.groups:
+        text += f" (groups {', '.join(identity.groups)})"
+    return f"{text}, depth {identity.depth}, issuer {identity.issuer}"
 
 
 def _classification(c: SqlClassification) -> str:

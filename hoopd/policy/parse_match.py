@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from yaml.nodes import Node
+from yaml.nodes import Node, ScalarNode
 
 from hoopd.config import KNOWN_PROTOCOLS
 from hoopd.events import SqlClassification
@@ -21,10 +22,13 @@ from hoopd.policy.names import (
     has_wildcard,
 )
 from hoopd.policy.verdict import Subject
-from hoopd.policy.yamlread import Reader
+from hoopd.policy.yamlread import INT, STR, Reader, shown
 from hoopd.protocols.postgres.classify import KINDS
 
-IDENTITY_KEYS: Final = ("subject", "groups", "actor_chain")
+IDENTITY_KEYS: Final = ("subject", "groups", "actor_chain", "actor", "depth", "issuer")
+
+# "2", ">= 2", "<1": an optional comparison, then a whole number.
+_DEPTH = re.compile(r"\s*(==|!=|<=|>=|<|>)?\s*([0-9]+)\s*")
 
 MATCH_KEYS: Final = (
     "identity",
@@ -46,6 +50,7 @@ _HINTS: Final = {
     **{f"identity.{k}": f"write identity: {{{k}: ...}}" for k in IDENTITY_KEYS},
     "groups": "write identity: {groups: [...]}",
     "subject": "write identity: {subject: ...}",
+    "root_subject": "write subject: it is already the root of the delegation chain",
 }
 
 _TABLE_VALUES: Final[dict[str, Callable[[SqlClassification], Iterable[str]]]] = {
@@ -108,30 +113,60 @@ def _parse_key(reader: Reader, key: str, node: Node, what: str) -> list[Check] |
     return None if flag is None else [checks.FlagCheck(key, flag, _FLAGS[key])]
 
 
+_IDENTITY_ONE: Final[dict[str, Callable[[Subject], str]]] = {
+    "subject": checks.subject_of,
+    "actor": checks.actor_of,
+    "issuer": checks.issuer_of,
+}
+_IDENTITY_ANY: Final[dict[str, Callable[[Subject], Sequence[str]]]] = {
+    "groups": checks.groups_of,
+    "actor_chain": checks.actors_of,
+}
+
+
 def _identity(reader: Reader, node: Node, what: str) -> list[Check] | None:
-    fields = reader.fields(node, what, IDENTITY_KEYS)
+    fields = reader.fields(node, what, IDENTITY_KEYS, _HINTS)
     if fields is None:
         return None
     found: list[Check] = []
     ok = True
-    members: dict[str, Callable[[Subject], Sequence[str]]] = {
-        "groups": checks.groups_of,
-        "actor_chain": checks.actors_of,
-    }
     for key in fields:
         value = fields.get(key)
         assert value is not None
+        if key == "depth":
+            depth = _depth(reader, value, f"{what}.depth")
+            if depth is None:
+                ok = False
+            else:
+                found.append(depth)
+            continue
         globs = _globs(reader, value, f"{what}.{key}")
         if globs is None:
             ok = False
-        elif key == "subject":
-            found.append(checks.GlobCheck("identity.subject", globs, checks.subject_of))
+        elif key in _IDENTITY_ONE:
+            found.append(checks.GlobCheck(f"identity.{key}", globs, _IDENTITY_ONE[key]))
         else:
-            found.append(checks.GlobsAnyCheck(f"identity.{key}", globs, members[key]))
+            found.append(checks.GlobsAnyCheck(f"identity.{key}", globs, _IDENTITY_ANY[key]))
     if not list(fields):
         reader.problem(node, f"{what} must name at least one of {', '.join(IDENTITY_KEYS)}")
         ok = False
     return found if ok else None
+
+
+def _depth(reader: Reader, node: Node, what: str) -> checks.DepthCheck | None:
+    """A whole number (exact), or a comparison such as ``">= 2"``."""
+    usage = 'a whole number or a comparison such as ">= 2"'
+    if isinstance(node, ScalarNode) and node.tag == INT:
+        bound = reader.integer(node, what)
+        if bound is not None and bound < 0:
+            reader.problem(node, f"{what} must not be negative (got {shown(node)})")
+        return None if bound is None or bound < 0 else checks.DepthCheck("==", bound)
+    if isinstance(node, ScalarNode) and node.tag == STR:
+        found = _DEPTH.fullmatch(str(node.value))
+        if found is not None:
+            return checks.DepthCheck(found.group(1) or "==", int(found.group(2)))
+    reader.problem(node, f"{what} must be {usage}, with ==, !=, <, <=, > or >= (got {shown(node)})")
+    return None
 
 
 def _globs(reader: Reader, node: Node, what: str) -> Globs | None:

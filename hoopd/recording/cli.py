@@ -32,7 +32,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``sessions``, ``replay`` and ``audit`` to the ``hoopd`` command."""
     sessions = subparsers.add_parser("sessions", help="list recorded sessions")
     _location(sessions)
-    sessions.add_argument("--json", action="store_true", help="one JSON object per session")
+    sessions.add_argument(
+        "--json", action="store_true", help="one JSON object per session (per root, with --tree)"
+    )
+    sessions.add_argument(
+        "--tree",
+        action="store_true",
+        help="group sessions by who started whom: root subjects, then each delegated actor",
+    )
     sessions.set_defaults(func=_with_data_dir(_sessions))
 
     replay = subparsers.add_parser("replay", help="show what a session did, in order")
@@ -89,7 +96,12 @@ def _with_data_dir(command: Command) -> Callable[[argparse.Namespace], int]:
 
 def _sessions(args: argparse.Namespace, data_dir: Path, out: TextIO) -> int:
     sessions = list_sessions(data_dir)
-    if args.json:
+    if sessions and args.tree:
+        roots = render.session_tree(sessions)
+        lines = render.tree_json(roots) if args.json else render.tree_lines(roots)
+        for line in lines:
+            print(line, file=out)
+    elif args.json:
         for summary in sessions:
             print(render.session_json(summary), file=out)
     elif sessions:
@@ -118,7 +130,7 @@ def _replay(args: argparse.Namespace, data_dir: Path, out: TextIO) -> int:
         for record in checked():
             print(render.record_json(record), file=out)
     else:
-        print(f"session {summary.session_id} ({summary.state})", file=out)
+        print(render.replay_header(summary), file=out)
         for line in render.replay_lines(checked()):
             print(line, file=out)
     for problem in problems:

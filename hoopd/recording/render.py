@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from hoopd.recording.frames import Record
 from hoopd.recording.jsonable import dumps
@@ -55,7 +56,7 @@ def session_table(sessions: Sequence[SessionSummary]) -> Iterator[str]:
             s.session_id,
             timestamp(s.started_at),
             timestamp(s.ended_at) if s.state == "ended" else s.state,
-            clean(s.subject or "-"),
+            clean(chain_text(s.identity)),
             clean(s.connection),
             clean(s.client_addr),
             "-" if s.statement_count is None else str(s.statement_count),
@@ -69,6 +70,110 @@ def session_table(sessions: Sequence[SessionSummary]) -> Iterator[str]:
 
 def session_json(summary: SessionSummary) -> str:
     return dumps(summary.to_json())
+
+
+NO_IDENTITY: Final = "(no identity)"
+"""How a session that never had an identity (refused before auth) is named."""
+
+
+def chain_of(identity: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The root subject, then each actor in hop order (the one acting now last).
+
+    Records written before delegation (no ``actor_chain``) give the subject alone;
+    a session without an identity gives :data:`NO_IDENTITY`.
+    """
+    if not identity:
+        return (NO_IDENTITY,)
+    actors = identity.get("actor_chain")
+    hops = tuple(map(str, actors)) if isinstance(actors, list | tuple) else ()
+    return (str(identity.get("subject") or "-"), *hops)
+
+
+def chain_text(identity: Mapping[str, Any] | None) -> str:
+    """``alice > ci-job > sub-agent``; ``-`` when there is no identity."""
+    return " > ".join(chain_of(identity)) if identity else "-"
+
+
+def replay_header(summary: SessionSummary) -> str:
+    """The first line of ``hoopd replay``: the session, its state and who ran it."""
+    return clean(
+        f"session {summary.session_id} ({summary.state}) {chain_text(summary.identity)}"
+        f" on {summary.connection} ({summary.protocol})"
+    )
+
+
+# ------------------------------------------------------------ sessions --tree
+
+
+@dataclass(slots=True)
+class ChainNode:
+    """One position in a delegation chain: the sessions opened from exactly this
+    chain, and the actors this position handed a token to."""
+
+    chain: tuple[str, ...]
+    sessions: list[SessionSummary] = field(default_factory=list)
+    delegates: dict[str, ChainNode] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.chain[-1]
+
+
+def session_tree(sessions: Iterable[SessionSummary]) -> list[ChainNode]:
+    """Sessions grouped by who started whom: one node per root subject (sorted by
+    name), each actor hop under the hop before it (sorted by name), sessions under
+    the position that opened them (in order of start), whatever their protocol."""
+    roots: dict[str, ChainNode] = {}
+    for summary in sorted(sessions, key=lambda s: (s.started_at, s.session_id)):
+        chain = chain_of(summary.identity)
+        node = roots.setdefault(chain[0], ChainNode(chain[:1]))
+        for depth in range(1, len(chain)):
+            node = node.delegates.setdefault(chain[depth], ChainNode(chain[: depth + 1]))
+        node.sessions.append(summary)
+    return [roots[name] for name in sorted(roots)]
+
+
+def tree_lines(roots: Sequence[ChainNode]) -> Iterator[str]:
+    """The tree for people: a root subject at the margin, each hop two columns in
+    and marked ``>``, each session under the hop that opened it."""
+    for root in roots:
+        yield from _node_lines(root, "")
+
+
+def _node_lines(node: ChainNode, indent: str) -> Iterator[str]:
+    marker = "" if len(node.chain) == 1 else "> "
+    yield clean(f"{indent}{marker}{node.name}")
+    inner = indent + "  "
+    for s in node.sessions:
+        yield clean(
+            f"{inner}{s.session_id}  {s.connection} ({s.protocol})"
+            f"  {timestamp(s.started_at)} .. {_ending(s)}"
+        )
+    for name in sorted(node.delegates):
+        yield from _node_lines(node.delegates[name], inner)
+
+
+def _ending(s: SessionSummary) -> str:
+    if s.state == "ended":
+        return timestamp(s.ended_at)
+    return "live" if s.state == "active" else s.state
+
+
+def tree_json(roots: Sequence[ChainNode]) -> Iterator[str]:
+    """One JSON object per root subject: ``{"name", "chain", "sessions", "delegates"}``,
+    ``sessions`` as ``hoopd sessions --json`` writes them, ``delegates`` the same
+    kind of object for each actor the position handed a token to."""
+    for root in roots:
+        yield dumps(_node_json(root))
+
+
+def _node_json(node: ChainNode) -> dict[str, Any]:
+    return {
+        "name": node.name,
+        "chain": list(node.chain),
+        "sessions": [s.to_json() for s in node.sessions],
+        "delegates": [_node_json(node.delegates[name]) for name in sorted(node.delegates)],
+    }
 
 
 # ---------------------------------------------------------------------- replay
@@ -129,13 +234,12 @@ def _start(body: Mapping[str, Any]) -> str:
 
 
 def _identity(identity: Mapping[str, Any]) -> str:
-    text = str(identity.get("subject"))
+    text = chain_text(identity)
     groups = identity.get("groups")
     if groups:
         text += " (groups " + ", ".join(map(str, groups)) + ")"
-    chain = identity.get("actor_chain")
-    if chain:
-        text += " via " + " > ".join(map(str, chain))
+    if identity.get("issuer"):
+        text += f" issuer {identity.get('issuer')}"
     if identity.get("token_id"):
         text += f" token {identity.get('token_id')}"
     return text

@@ -16,6 +16,8 @@ import trio
 
 from hoopd.codec import ProtocolError
 from hoopd.gateway import Gateway, Listener
+from hoopd.identity.scope import identity_level
+from hoopd.live_sessions import SessionEnded
 from hoopd.pipeline import Session, session_subject
 from hoopd.recording.journal import RecorderError, SessionRecorder
 from hoopd.relay import ByteStream, SocketByteStream, run_pumps, wait_peer_gone
@@ -145,7 +147,10 @@ class PostgresEngine:
             refusals.fatal(refusals.ADMIN_SHUTDOWN, "the gateway is shutting down"),
         )
         try:
-            end = await self._dial_and_relay(gateway, leg, hello, client_addr, recorder)
+            with gateway.live.track(recorder.session_id, hello.identity) as tracked:
+                end = await self._dial_and_relay(gateway, leg, hello, client_addr, recorder)
+            if tracked.ended is not None:
+                end = await _ended_from_outside(recorder, tracked.ended)
         finally:
             with trio.CancelScope(shield=True):
                 await _last_words(leg.stream, end.reply)
@@ -184,6 +189,7 @@ class PostgresEngine:
             client_addr,
             recorder,
             connection.labels,
+            granted_level=identity_level(hello.identity.scope, connection.name) or 0,
         )
         try:
             masker = await _masking_for(gateway, session, upstream)
@@ -209,6 +215,17 @@ class PostgresEngine:
             self.cancels.release(process_id)
             with trio.CancelScope(shield=True):
                 await upstream.stream.aclose()
+
+
+async def _ended_from_outside(recorder: SessionRecorder, ended: SessionEnded) -> SessionEnd:
+    """Record why the session was ended from outside (revocation, expiry) and say it
+    to the client as PostgreSQL does when an administrator ends a backend."""
+    try:
+        await recorder.append([(ended.cause, {"message": ended.message})])
+    except RecorderError:
+        log.error("session %s: could not record that it was %s", recorder.session_id, ended.cause)
+    reply = refusals.fatal(refusals.ADMIN_SHUTDOWN, f"hoopd: {ended.message}")
+    return SessionEnd(f"token {ended.cause}", reply)
 
 
 async def _masking_for(

@@ -19,6 +19,7 @@ from hoopd.codec import ProtocolError
 from hoopd.config import ConnectionConfig
 from hoopd.gateway import Gateway, Listener
 from hoopd.identity.base import Identity
+from hoopd.identity.scope import identity_level
 from hoopd.relay import ByteStream, SocketByteStream, TrioByteStream
 
 from . import backend as be
@@ -128,8 +129,8 @@ async def accept_client(
             ),
             "plaintext client leg refused",
         )
-    identity = await _authenticate(gateway, leg, startup, on_denied)
     database = startup.get("database") or startup.get("user") or ""
+    identity = await _authenticate(gateway, leg, startup, database, on_denied)
     connection = listener.connection_named(database)
     if connection is None:
         names = ", ".join(c.name for c in listener.connections)
@@ -148,6 +149,7 @@ async def _authenticate(
     gateway: Gateway,
     leg: ClientLeg,
     startup: fe.StartupMessage,
+    database: str,
     on_denied: DeniedHook,
 ) -> Identity:
     await leg.stream.send_all(leg.codec.send(be.Authentication(be.AUTH_CLEARTEXT)))
@@ -155,8 +157,8 @@ async def _authenticate(
     if not isinstance(message, fe.PasswordMessage):
         raise ProtocolError("expected a password message")
     started = trio.current_time()
-    identity = await gateway.verifier.verify(message.password)
-    if identity is not None:
+    identity = await gateway.authenticator.authenticate(message.password, database)
+    if identity is not None and identity_level(identity.scope, database) is not None:
         return identity
     await on_denied(startup)
     # Every rejection answers after the same delay, whatever failed and however

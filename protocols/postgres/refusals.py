@@ -37,6 +37,8 @@ def policy_refusal(refusal: Refusal) -> be.ErrorResponse:
         detail = f"The statement needs approval under {rule} and does not have it;"
     elif refusal.action == "mask":
         detail = "Masking rules cover this session's results;"
+    elif refusal.action == "scope":
+        detail = "The token this session uses does not reach that far;"
     else:
         detail = f"The statement was refused by {rule};"
     return be.ErrorResponse.build(

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from hoopd.actions import ADMIN, READ, SQL_KIND_LEVELS
 from hoopd.policy import load_policy
-from hoopd.protocols.postgres.classify import classify
+from hoopd.policy.checks import KindsCheck
+from hoopd.protocols.postgres.classify import KINDS, classify
 from tests.unit.test_policy_support import PACKS, judge, run_cli, subject
 
-PACK_NAMES = ["destructive-sql", "strict", "pii-masking"]
+PACK_NAMES = ["destructive-sql", "strict", "pii-masking", "agent-chains"]
 
 
 @pytest.mark.parametrize("pack", PACK_NAMES)
@@ -21,7 +23,7 @@ def test_pack_passes_check(pack: str) -> None:
     assert done.out.startswith(f"{PACKS / pack}: ok: ")
 
 
-@pytest.mark.parametrize("pack", ["destructive-sql", "strict"])
+@pytest.mark.parametrize("pack", ["destructive-sql", "strict", "agent-chains"])
 def test_pack_passes_its_own_cases(pack: str) -> None:
     done = run_cli(["policy", "test", str(PACKS / pack)])
     assert done.status == 0, done.out
@@ -80,3 +82,13 @@ def test_combined_packs_take_the_stricter_default(tmp_path: Path) -> None:
     # The default is now deny, but rules still decide what they match.
     assert judge(policy, "DROP TABLE orders").action == "approve"
     assert judge(policy, "SELEC 1").action == "deny"
+
+
+def test_agent_chains_read_only_means_what_a_read_scope_allows() -> None:
+    # The pack's list of kinds must follow hoopd.actions, or a deep delegate could run
+    # what a read scope would refuse (or be refused what a read scope allows).
+    policy = load_policy(PACKS / "agent-chains")
+    rule = next(r for r in policy.rules if r.name == "deep-delegates-read-only")
+    (kinds,) = [check for check in rule.match.checks if isinstance(check, KindsCheck)]
+    beyond_read = {kind for kind in KINDS if SQL_KIND_LEVELS.get(kind, ADMIN) > READ}
+    assert kinds.kinds == beyond_read

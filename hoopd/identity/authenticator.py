@@ -1,0 +1,118 @@
+"""Every way a caller may prove who it is, behind one call.
+
+A presented token is routed by its shape, never by trial. Anything that is not a
+JWT naming an issuer is looked up among the static bootstrap tokens. A JWT whose
+(unverified) ``iss`` is the gateway's own issuer is a gateway token. A JWT from a
+configured OIDC issuer is an OIDC access token: accepted on a connection only where
+that issuer's ``accept_on`` lists it, and always as the subject token of an
+exchange. The verifier chosen then checks it fully. Whatever accepted the token,
+the token store is asked whether it, a token it derives from, its subject or an
+actor in its chain has been revoked.
+
+Guarantees: :meth:`Authenticator.authenticate` never raises for any input and
+returns ``None`` for every token that is not acceptable *here*; it does not reveal
+which check failed (callers answer every refusal alike, after a fixed delay).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from hoopd.identity.base import Identity, TokenVerifier
+from hoopd.identity.tokens import MAX_TOKEN_CHARS
+from hoopd.live_sessions import RevocationSource
+
+log = logging.getLogger("hoopd.identity")
+
+
+class Authenticator:
+    """Routes each token to the verifier for its kind; see the module docstring.
+
+    ``oidc_issuers`` maps each configured OIDC issuer URL to its configured name;
+    ``oidc_on`` maps a connection name to the issuer names whose access tokens
+    clients may present on it directly.
+    """
+
+    def __init__(
+        self,
+        static: TokenVerifier,
+        *,
+        gateway_issuer: str,
+        gateway_tokens: TokenVerifier | None = None,
+        oidc: TokenVerifier | None = None,
+        oidc_issuers: Mapping[str, str] | None = None,
+        oidc_on: Mapping[str, frozenset[str]] | None = None,
+        revocations: RevocationSource | None = None,
+    ) -> None:
+        self._static = static
+        self._gateway_issuer = gateway_issuer
+        self._gateway_tokens = gateway_tokens
+        self._oidc = oidc
+        self._oidc_issuers = dict(oidc_issuers or {})
+        self._oidc_on = dict(oidc_on or {})
+        self.revocations = revocations
+
+    async def authenticate(self, token: str, connection: str | None) -> Identity | None:
+        """The identity ``token`` proves for use on ``connection`` (None: the admin
+        API, where OIDC access tokens are not accepted), or None."""
+        try:
+            return await self._authenticate(token, connection, subject_token=False)
+        except Exception:  # a verifier bug must refuse the token, not end the gateway
+            log.exception("token check failed unexpectedly; the token is refused")
+            return None
+
+    async def verify(self, token: str) -> Identity | None:
+        """:class:`TokenVerifier` for the admin API: static and gateway tokens."""
+        return await self.authenticate(token, None)
+
+    async def subject_token(self, token: str) -> Identity | None:
+        """The identity of a token offered for exchange: any kind, OIDC included."""
+        try:
+            return await self._authenticate(token, None, subject_token=True)
+        except Exception:
+            log.exception("subject token check failed unexpectedly; the token is refused")
+            return None
+
+    async def _authenticate(
+        self, token: str, connection: str | None, *, subject_token: bool
+    ) -> Identity | None:
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS * 16:
+            return None
+        identity: Identity | None = None
+        issuer = _unverified_issuer(token)
+        if issuer is None:
+            identity = await self._static.verify(token)
+        elif issuer == self._gateway_issuer and self._gateway_tokens is not None:
+            identity = await self._gateway_tokens.verify(token)
+        elif self._oidc is not None and issuer in self._oidc_issuers:
+            allowed = self._oidc_on.get(connection or "", frozenset())
+            if subject_token or self._oidc_issuers[issuer] in allowed:
+                identity = await self._oidc.verify(token)
+        if identity is None:
+            return None
+        if self.revocations is not None:
+            reason = self.revocations.revocation_reason(identity)
+            if reason is not None:
+                log.info("token %s refused: %s", identity.token_id, reason)
+                return None
+        return identity
+
+
+def _unverified_issuer(token: str) -> str | None:
+    """The ``iss`` claim of a compact JWS, read without checking anything (routing
+    only: the verifier it selects checks the signature and every claim)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims: Any = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (binascii.Error, ValueError, UnicodeError):
+        return None
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer if isinstance(issuer, str) else None

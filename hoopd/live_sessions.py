@@ -1,0 +1,133 @@
+"""The sessions this gateway process is serving now, and ending them when their token
+is revoked or expires.
+
+A protocol engine runs each session inside :meth:`LiveSessions.track`. The context
+gives the session a cancel scope: when the session's token (or any token it was
+derived from, or its subject, or an actor in its chain) is revoked, or the token
+expires, the scope is cancelled and :attr:`Tracked.ended` says why, so the engine
+can tell the client in its protocol and record it. Revocations arrive through
+:meth:`LiveSessions.end_revoked`, which the gateway calls whenever the revocation
+doorbell rings (hoopd.revocation_bus); no session polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from hoopd.identity.base import Identity
+from hoopd.revocation_bus import RevocationDoorbell
+
+log = logging.getLogger("hoopd.sessions")
+
+
+class RevocationSource(Protocol):
+    """What revoked an identity, if anything (the token store)."""
+
+    def revocation_reason(self, identity: Identity) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    """Why a live session was ended from outside: ``"revoked"`` or ``"expired"``,
+    and a sentence for the client and the audit record."""
+
+    cause: str
+    message: str
+
+
+@dataclass(slots=True)
+class Tracked:
+    """One live session: its identity, its cancel scope, and (once ended) why."""
+
+    session_id: str
+    identity: Identity
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    ended: SessionEnded | None = None
+
+    def end(self, ended: SessionEnded) -> None:
+        if self.ended is None:
+            self.ended = ended
+            self.scope.cancel()
+
+
+class LiveSessions:
+    """Every live session of this process, by session id."""
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self._sessions: dict[str, Tracked] = {}
+        self._wall_clock = wall_clock
+        #: End a session when its token expires (``[identity] end_sessions_at_expiry``).
+        self.end_at_expiry = True
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    @contextmanager
+    def track(self, session_id: str, identity: Identity) -> Iterator[Tracked]:
+        """Run the session's body inside the yielded ``Tracked.scope``.
+
+        When the token expires (if :attr:`end_at_expiry`) or is revoked, the scope
+        is cancelled and ``ended`` is set; the body must then check ``ended``.
+        """
+        tracked = Tracked(session_id, identity)
+        if self.end_at_expiry and identity.expires_at is not None:
+            # The scope's deadline is on trio's clock; the token's expiry is wall time.
+            remaining = identity.expires_at - self._wall_clock()
+            tracked.scope.deadline = trio.current_time() + max(remaining, 0.0)
+        self._sessions[session_id] = tracked
+        try:
+            with tracked.scope:
+                yield tracked
+            if tracked.scope.cancelled_caught and tracked.ended is None:
+                tracked.ended = SessionEnded(
+                    "expired", "the token of this session expired; connect again with a new one"
+                )
+        finally:
+            del self._sessions[session_id]
+
+    def end_revoked(self, source: RevocationSource) -> int:
+        """End every live session whose identity ``source`` says is revoked; returns
+        how many were ended. A failing lookup ends nothing and is logged."""
+        ended = 0
+        for tracked in list(self._sessions.values()):
+            if tracked.ended is not None:
+                continue
+            try:
+                reason = source.revocation_reason(tracked.identity)
+            except Exception:
+                log.exception("could not check session %s for revocation", tracked.session_id)
+                continue
+            if reason is not None:
+                log.warning("session %s: token revoked (%s); ending it", tracked.session_id, reason)
+                tracked.end(SessionEnded("revoked", f"the token of this session was {reason}"))
+                ended += 1
+        return ended
+
+
+async def end_sessions_on_revocation(
+    store_dir: Path,
+    live: LiveSessions,
+    source: RevocationSource,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Until cancelled: whenever a revocation is announced for the store in
+    ``store_dir``, end the live sessions it covers. Started with ``nursery.start``,
+    it reports started once the doorbell is open, so no announcement made after
+    that is missed. Raises ``OSError`` at start if the doorbell cannot be opened."""
+    doorbell = RevocationDoorbell(store_dir)
+    try:
+        task_status.started()
+        while True:
+            await doorbell.wait()
+            live.end_revoked(source)
+    finally:
+        doorbell.close()
