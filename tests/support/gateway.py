@@ -44,6 +44,8 @@ class Token:
     identity: str
     groups: tuple[str, ...] = ()
     value: str = field(default_factory=lambda: "hoopd-test-token-" + secrets.token_hex(20))
+    #: ``connection:action`` items; None leaves the token unrestricted.
+    scope: tuple[str, ...] | None = None
 
     @property
     def sha256(self) -> str:
@@ -175,6 +177,11 @@ class Gateway:
                 "groups = [" + ", ".join(_toml_str(g) for g in token.groups) + "]",
                 f"sha256 = {_toml_str(token.sha256)}",
                 "expires = 2099-01-01T00:00:00Z",
+                *(
+                    []
+                    if token.scope is None
+                    else ["scope = [" + ", ".join(_toml_str(s) for s in token.scope) + "]"]
+                ),
                 "",
             ]
         self._secret_env = {}
