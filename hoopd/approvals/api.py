@@ -1,6 +1,10 @@
 """The admin API's meaning, apart from HTTP framing: one request in, one response out.
 
-Every endpoint needs ``Authorization: Bearer <gateway token>``. A caller sees the
+The approval endpoints are served here; other parts of the gateway add theirs as
+:class:`Route` entries (token exchange, revocation, JWKS, blast radius: see
+hoopd/tokens/api.py). Every endpoint needs ``Authorization: Bearer <gateway token>``
+unless its route says otherwise (the JWKS is public; the token endpoint
+authenticates the subject token in its body, as RFC 8693 does). A caller sees the
 requests it made and those it is an approver for; a request it may not see answers 404,
 exactly like one that does not exist. docs/approvals.md and docs/approvals-openapi.yaml
 describe the endpoints.
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -62,21 +66,41 @@ def error(status: int, message: str, *headers: tuple[str, str]) -> ApiResponse:
     return ApiResponse(status, {"error": message}, headers)
 
 
+Handler = Callable[[ApiRequest, Identity | None], Awaitable[ApiResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """An endpoint beside the approval ones: ``method`` and exact ``path``; the
+    handler gets the authenticated caller, or None when ``authenticated`` is false."""
+
+    method: str
+    path: str
+    handler: Handler
+    authenticated: bool = True
+
+
 class AdminApi:
     """Answers admin API requests from ``store``, authenticating with ``verifier``.
 
     :meth:`handle` never raises for anything a client sends.
     """
 
-    def __init__(self, store: ApprovalStore, verifier: TokenVerifier) -> None:
+    def __init__(
+        self, store: ApprovalStore, verifier: TokenVerifier, routes: Sequence[Route] = ()
+    ) -> None:
         self._store = store
         self._verifier = verifier
+        self._routes = {(route.path, route.method): route for route in routes}
+        self._paths = {route.path for route in routes}
 
     async def handle(self, request: ApiRequest) -> ApiResponse:
+        path = request.target.partition("?")[0]
+        if path in self._paths:
+            return await self._routed(request, path)
         caller = await self._authenticate(request)
         if isinstance(caller, ApiResponse):
             return caller
-        path = request.target.partition("?")[0]
         parts = path.removeprefix(PREFIX).split("/") if path.startswith(PREFIX) else None
         try:
             match parts:
@@ -93,6 +117,19 @@ class AdminApi:
         except sqlite3.Error as exc:
             log.error("admin API: approval store failed: %s", exc)
             return error(503, "the approval store is unavailable; try again")
+
+    async def _routed(self, request: ApiRequest, path: str) -> ApiResponse:
+        route = self._routes.get((path, request.method))
+        if route is None:
+            allowed = ", ".join(sorted(m for p, m in self._routes if p == path))
+            return error(405, f"use {allowed} on {path}", ("allow", allowed))
+        caller: Identity | None = None
+        if route.authenticated:
+            found = await self._authenticate(request)
+            if isinstance(found, ApiResponse):
+                return found
+            caller = found
+        return await route.handler(request, caller)
 
     async def _authenticate(self, request: ApiRequest) -> Identity | ApiResponse:
         challenge = ("www-authenticate", 'Bearer realm="hoopd"')

@@ -11,13 +11,14 @@ configuration only accepts loopback addresses for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Final
 
 import h11
 import trio
 
-from hoopd.approvals.api import AdminApi, ApiRequest, ApiResponse, error
+from hoopd.approvals.api import AdminApi, ApiRequest, ApiResponse, Route, error
 from hoopd.approvals.store import ApprovalStore
 from hoopd.identity.base import TokenVerifier
 
@@ -37,6 +38,7 @@ async def serve_admin_api(
     verifier: TokenVerifier,
     host: str,
     port: int,
+    routes: Sequence[Route] = (),
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -45,7 +47,7 @@ async def serve_admin_api(
     ``task_status.started`` receives the bound port (the chosen one when ``port`` is 0),
     so ``await nursery.start(serve_admin_api, ...)`` returns once requests are accepted.
     """
-    api = AdminApi(store, verifier)
+    api = AdminApi(store, verifier, routes)
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound: int = listeners[0].socket.getsockname()[1]
     limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
