@@ -125,11 +125,15 @@ def identity_section(t: _Table) -> IdentityConfig:
 def oidc_issuers(t: _Table) -> tuple[OidcIssuerConfig, ...]:
     issuers = [_issuer(i) for i in t.tables("issuers")]
     t.done()
-    seen: set[str] = set()
+    names: set[str] = set()
+    urls: set[str] = set()
     for i, issuer in enumerate(issuers):
-        if issuer.name in seen:
+        if issuer.name in names:
             t.problem(f"issuers[{i}].name", f"{issuer.name!r} is used twice")
-        seen.add(issuer.name)
+        if issuer.issuer in urls:
+            t.problem(f"issuers[{i}].issuer", f"{issuer.issuer!r} is configured twice")
+        names.add(issuer.name)
+        urls.add(issuer.issuer)
     return tuple(issuers)
 
 
@@ -153,6 +157,8 @@ def _issuer(t: _Table) -> OidcIssuerConfig:
     ca_file = t.path("ca_file")
     min_refresh = t.number("jwks_min_refresh_seconds", 30.0)
     max_age = t.number("jwks_max_age_seconds", 3600.0)
+    if max_age <= min_refresh:
+        t.problem("jwks_max_age_seconds", "must be longer than jwks_min_refresh_seconds")
     t.done()
     return OidcIssuerConfig(
         name=name,

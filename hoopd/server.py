@@ -7,12 +7,13 @@ sessions (each tells its client and closes its recording) and returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import trio
 
@@ -22,7 +23,7 @@ from hoopd.approvals.store import ApprovalStore
 from hoopd.config import ConnectionConfig, GatewayConfig, approval_store_dir, check_secrets
 from hoopd.gateway import Gateway, Listener, ProtocolEngine, load_plugins
 from hoopd.identity.authenticator import Authenticator
-from hoopd.identity.tokens import StaticTokenVerifier
+from hoopd.live_sessions import end_sessions_on_revocation
 from hoopd.pipeline import Pipeline
 from hoopd.policy.errors import PolicyError
 from hoopd.policy_reload import PolicyReloader
@@ -30,6 +31,9 @@ from hoopd.recording.journal import Journal
 from hoopd.relay import SocketByteStream
 from hoopd.session_masking import load_key
 from hoopd.tlsconfig import client_leg_certificate, client_leg_context, target_leg_context
+from hoopd.tokens.api import token_routes
+from hoopd.tokens.keys import KeyStoreError
+from hoopd.trust import Trust, open_trust
 
 log = logging.getLogger("hoopd")
 
@@ -98,7 +102,7 @@ async def accept_loop(
         )
 
 
-def build_gateway(config: GatewayConfig, journal: Journal) -> Gateway:
+def build_gateway(config: GatewayConfig, journal: Journal, authenticator: Authenticator) -> Gateway:
     problems = check_secrets(config)
     if problems:
         raise StartupError("\n".join(problems))
@@ -110,9 +114,7 @@ def build_gateway(config: GatewayConfig, journal: Journal) -> Gateway:
     return Gateway(
         config=config,
         journal=journal,
-        authenticator=Authenticator(
-            StaticTokenVerifier(config.tokens), gateway_issuer=config.identity.issuer
-        ),
+        authenticator=authenticator,
         pipeline=Pipeline(),
         client_tls=client_tls,
         target_tls=target_tls,
@@ -145,16 +147,39 @@ async def serve(
             raise StartupError(f"no engine installed for protocol {listener.protocol!r}")
     journal = Journal.open(config.data_dir, config.recording.durability)
     sockets: list[socket.socket] = []
+    try:
+        with _trust(config) as trust:
+            await _serve_with(
+                config, journal, trust, listeners, plugins, sockets, on_ready, task_status
+            )
+    finally:
+        for sock in sockets:
+            sock.close()
+        journal.close()
+
+
+async def _serve_with(
+    config: GatewayConfig,
+    journal: Journal,
+    trust: Trust,
+    listeners: list[Listener],
+    plugins: dict[str, ProtocolEngine],
+    sockets: list[socket.socket],
+    on_ready: Callable[[list[Listener]], None] | None,
+    task_status: trio.TaskStatus[list[Listener]],
+) -> None:
     approvals: ApprovalStore | None = None
     try:
-        gateway = build_gateway(config, journal)
+        gateway = build_gateway(config, journal, trust.authenticator)
+        gateway.live.end_at_expiry = config.identity.end_sessions_at_expiry
         approvals = _open_approvals(config)
         reloader = _policy_reloader(config, gateway.pipeline)
         for listener in listeners:
             sockets.append(bind(listener))  # closed below even if a later bind fails
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
-            await _start_approvals(nursery, config, gateway, approvals)
+            await _start_revocation_watch(nursery, trust, gateway)
+            await _start_approvals(nursery, config, gateway, approvals, trust)
             if reloader is not None:
                 nursery.start_soon(reloader.watch)
             for listener, sock in zip(listeners, sockets, strict=True):
@@ -173,11 +198,28 @@ async def serve(
                 on_ready(listeners)
             task_status.started(listeners)
     finally:
-        for sock in sockets:
-            sock.close()
         if approvals is not None:
             approvals.close()
-        journal.close()
+
+
+@contextlib.contextmanager
+def _trust(config: GatewayConfig) -> Iterator[Trust]:
+    with contextlib.ExitStack() as stack:
+        try:
+            trust = stack.enter_context(open_trust(config))
+        except (OSError, sqlite3.Error, KeyStoreError) as exc:
+            raise StartupError(f"the token store or signing keys cannot be used: {exc}") from exc
+        yield trust
+
+
+async def _start_revocation_watch(nursery: trio.Nursery, trust: Trust, gateway: Gateway) -> None:
+    try:
+        await nursery.start(end_sessions_on_revocation, trust.store_dir, gateway.live, trust.store)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot watch {trust.store_dir} for revocations ({exc}); live sessions of a"
+            " revoked token could not be ended, so the gateway does not start"
+        ) from exc
 
 
 def _open_approvals(config: GatewayConfig) -> ApprovalStore:
@@ -190,14 +232,19 @@ def _open_approvals(config: GatewayConfig) -> ApprovalStore:
 
 
 async def _start_approvals(
-    nursery: trio.Nursery, config: GatewayConfig, gateway: Gateway, store: ApprovalStore
+    nursery: trio.Nursery,
+    config: GatewayConfig,
+    gateway: Gateway,
+    store: ApprovalStore,
+    trust: Trust,
 ) -> None:
     """Let commands wait for approval, and serve the admin API when configured."""
     gateway.pipeline.approvals = ApprovalStage(store, config.approvals, nursery)
     listen = config.approvals.admin_listen
     if listen is not None:
         host, port = listen
-        await nursery.start(serve_admin_api, store, gateway.authenticator, host, port)
+        routes = token_routes(trust.service)
+        await nursery.start(serve_admin_api, store, gateway.authenticator, host, port, routes)
 
 
 def _policy_reloader(config: GatewayConfig, pipeline: Pipeline) -> PolicyReloader | None:

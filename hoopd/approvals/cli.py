@@ -22,14 +22,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+import trio
+
 from hoopd.approvals.model import ApprovalError, ApprovalRequest
 from hoopd.approvals.render import request_details, request_table
 from hoopd.approvals.rules import may_see
 from hoopd.approvals.store import ApprovalStore
 from hoopd.approvals.text import shown
-from hoopd.config import ConfigError, approval_store_dir, load_config
+from hoopd.config import ConfigError, GatewayConfig, approval_store_dir, load_config
 from hoopd.identity.base import Identity
-from hoopd.identity.tokens import StaticTokenVerifier
+from hoopd.trust import admin_verifier
 
 TOKEN_ENV: Final = "HOOPD_TOKEN"
 EXIT_OK: Final = 0
@@ -93,11 +95,11 @@ def _authenticated(name: str, action: Action) -> Callable[[argparse.Namespace], 
                 file=sys.stderr,
             )
             return EXIT_USAGE
-        identity = StaticTokenVerifier(config.tokens).lookup(token)
+        identity = _caller(config, token)
         if identity is None:
             print(
-                f"hoopd {name}: the token is not valid (it matches none of the [[tokens]]"
-                f" in {args.config})",
+                f"hoopd {name}: the token is not valid (it is not one of the [[tokens]]"
+                f" in {args.config}, nor a current gateway token)",
                 file=sys.stderr,
             )
             return EXIT_REFUSED
@@ -177,3 +179,12 @@ def _decide(approve: bool) -> Action:
         return EXIT_OK
 
     return decide
+
+
+def _caller(config: GatewayConfig, token: str) -> Identity | None:
+    """Who ``token`` is, checked as the admin API checks it; None if not valid."""
+    try:
+        return trio.run(admin_verifier(config).verify, token)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"hoopd: the token store cannot be used: {exc}", file=sys.stderr)
+        return None

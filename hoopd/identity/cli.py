@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from hoopd.identity.tokens import new_token, token_sha256
+from hoopd.tokens.cli import add_token_actions
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -23,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Issue or hash static API tokens ([[tokens]] in hoopd.toml).",
     )
     actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    add_token_actions(actions)  # hoopd token exchange
 
     new = actions.add_parser(
         "new",

@@ -123,7 +123,8 @@ def test_refusals_say_why_and_exit_1(
     assert outsider.status == 1 and "it needs a member of dba (dave is in dev)" in outsider.err
     assert bad_token.status == 1
     assert bad_token.err == (
-        f"hoopd approve: the token is not valid (it matches none of the [[tokens]] in {c})\n"
+        f"hoopd approve: the token is not valid (it is not one of the [[tokens]] in {c},"
+        " nor a current gateway token)\n"
     )
     assert (unknown.status, unknown.err) == (
         1,
