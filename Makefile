@@ -16,7 +16,8 @@ run: $(STAMP)
 	$(VENV)/bin/hoopd demo
 
 test: $(STAMP)
-	packaging/system-deps.sh
+	packaging/system-deps.sh --test
+	tests/support/oidc_provider/install.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages hoopd's demo, tests and benchmarks use, if missing.
-# Usage: packaging/system-deps.sh [--bench]
+# Usage: packaging/system-deps.sh [--bench | --test]
 set -euo pipefail
 
 need=()
@@ -10,6 +10,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 have psql || need+=(postgresql-client)
 have pg_dump || need+=(postgresql-client)
 have setpriv || need+=(util-linux)
+if [[ "${1:-}" == "--test" ]]; then
+  have curl || need+=(curl)
+  have npm || need+=(nodejs npm)  # the tests' OpenID Connect provider runs on node
+fi
 if [[ "${1:-}" == "--bench" ]]; then
   have pgbouncer || need+=(pgbouncer)
 fi

@@ -17,7 +17,7 @@ import trio
 from hoopd.codec import ProtocolError
 from hoopd.gateway import Gateway, Listener
 from hoopd.identity.scope import identity_level
-from hoopd.live_sessions import SessionEnded
+from hoopd.live_sessions import SessionEnded, Tracked
 from hoopd.pipeline import Session, session_subject
 from hoopd.recording.journal import RecorderError, SessionRecorder
 from hoopd.relay import ByteStream, SocketByteStream, run_pumps, wait_peer_gone
@@ -26,7 +26,7 @@ from hoopd.session_masking import covering_rules
 from . import backend as be
 from . import frontend as fe
 from . import refusals
-from .cancel import CancelRegistry, UpstreamKey
+from .cancel import CancelRegistry, UpstreamKey, forward_cancel
 from .codec import PostgresCodec, Role
 from .handshake import CancelHandled, ClientHello, ClientLeg, HandshakeRefused, accept_client
 from .masking import MaskingError, ResultMasker, result_masker
@@ -148,7 +148,9 @@ class PostgresEngine:
         )
         try:
             with gateway.live.track(recorder.session_id, hello.identity) as tracked:
-                end = await self._dial_and_relay(gateway, leg, hello, client_addr, recorder)
+                end = await self._dial_and_relay(
+                    gateway, leg, hello, client_addr, recorder, tracked
+                )
             if tracked.ended is not None:
                 end = await _ended_from_outside(recorder, tracked.ended)
         finally:
@@ -164,6 +166,7 @@ class PostgresEngine:
         hello: ClientHello,
         client_addr: str,
         recorder: SessionRecorder,
+        tracked: Tracked,
     ) -> SessionEnd:
         connection = hello.connection
         try:
@@ -214,7 +217,19 @@ class PostgresEngine:
         finally:
             self.cancels.release(process_id)
             with trio.CancelScope(shield=True):
+                if tracked.ended is not None:
+                    # Revoked or expired: whatever the target is running for this
+                    # session stops too, not only the client's view of it.
+                    await _cancel_running(key, recorder.session_id)
                 await upstream.stream.aclose()
+
+
+async def _cancel_running(key: UpstreamKey, session_id: str) -> None:
+    try:
+        with trio.fail_after(_REPLY_DEADLINE):
+            await forward_cancel(key)
+    except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+        log.warning("session %s: could not cancel its running statement: %s", session_id, exc)
 
 
 async def _ended_from_outside(recorder: SessionRecorder, ended: SessionEnded) -> SessionEnd:
