@@ -131,7 +131,15 @@ hoopd demo is ready. The gateway holds the database password; you hold a token.
     {secret} PGSSLMODE=require pgbench -h 127.0.0.1 -p {port} -U demo -i {DATABASE}
     {secret} PGSSLMODE=require pgbench -h 127.0.0.1 -p {port} -U demo -S -T 10 {DATABASE}
 
+  Give an agent a narrower token of its own (read-only, 10 minutes), then revoke it:
+    AGENT=$(HOOPD_TOKEN={token} {hoopd} token exchange --config {config} \\
+            --scope {DATABASE}:read --ttl 600 --actor my-agent)
+    PGPASSWORD=$AGENT psql "host=127.0.0.1 port={port} dbname={DATABASE} user=demo sslmode=require"
+    {hoopd} revoke --actor my-agent --config {config}     # its live sessions end at once
+    HOOPD_TOKEN=$AGENT {hoopd} blast-radius --config {config}
+
   Then look at what was recorded:
+    {hoopd} sessions --tree {here}
     {hoopd} sessions {here}
     {hoopd} replay <SESSION-ID> {here}
     {hoopd} audit verify {here}

@@ -70,6 +70,23 @@ def test_demo_serves_the_sample_schema_and_records_the_session(tmp_path: Path) -
         refused = psql("UPDATE products SET price = 0")
         assert refused.returncode != 0
         assert "UPDATE without WHERE would change every row" in refused.stderr
+        # The printed delegation recipe works: the agent's token reads and may not write.
+        exchange = re.search(r"AGENT=\$\((.+?)\)\n", printed, re.DOTALL)
+        assert exchange, printed
+        minted = subprocess.run(
+            ["bash", "-c", exchange.group(1)], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert minted.returncode == 0, minted.stderr
+        agent = minted.stdout.strip()
+        as_agent = subprocess.run(
+            ["psql", dsn, "-At", "-c", "SELECT count(*) FROM products", "-c", "DELETE FROM orders"],
+            env={**os.environ, "PGPASSWORD": agent},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert as_agent.stdout.strip().isdigit(), as_agent.stderr
+        assert "the token's scope allows read on shop" in as_agent.stderr
         # The upstream password is in a 0600 file, never in what the demo printed.
         secret = (data_dir / "secrets" / "shop.password").read_text().strip()
         assert (data_dir / "secrets" / "shop.password").stat().st_mode & 0o777 == 0o600
