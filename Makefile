@@ -38,6 +38,7 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	packaging/system-deps.sh --bench
 	$(PY) bench/pg_bench.py
+	$(PY) bench/revocation.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -29,7 +29,8 @@ log = logging.getLogger("hoopd.sessions")
 
 
 class RevocationSource(Protocol):
-    """What revoked an identity, if anything (the token store)."""
+    """What revoked an identity, if anything (the token store): a clause such as
+    ``token gt:abc was revoked by alice: leaked``."""
 
     def revocation_reason(self, identity: Identity) -> str | None: ...
 
@@ -107,7 +108,7 @@ class LiveSessions:
                 continue
             if reason is not None:
                 log.warning("session %s: token revoked (%s); ending it", tracked.session_id, reason)
-                tracked.end(SessionEnded("revoked", f"the token of this session was {reason}"))
+                tracked.end(SessionEnded("revoked", f"session ended because {reason}"))
                 ended += 1
         return ended
 

@@ -27,7 +27,7 @@ class Revoked:
 
     def revocation_reason(self, identity: Identity) -> str | None:
         hit = self.ids & {identity.token_id, *identity.lineage}
-        return f"revoked ({', '.join(sorted(hit))})" if hit else None
+        return f"token {min(hit)} was revoked" if hit else None
 
 
 async def test_revoking_a_parent_ends_its_own_and_its_childs_sessions_only(
@@ -59,7 +59,7 @@ async def test_revoking_a_parent_ends_its_own_and_its_childs_sessions_only(
                 await trio.sleep(0.01)
         assert trio.current_time() - started < 5
         assert set(outcome) == {"s-alice", "s-child"}
-        assert outcome["s-child"] == "the token of this session was revoked (gt:parent)"
+        assert outcome["s-child"] == "session ended because token gt:parent was revoked"
         assert len(live) == 1  # bob's session goes on
         nursery.cancel_scope.cancel()
 
