@@ -20,6 +20,7 @@ import trio
 from hoopd.approval_stage import ApprovalStage
 from hoopd.approvals.server import serve_admin_api
 from hoopd.approvals.store import ApprovalStore
+from hoopd.blast_radius_api import blast_radius_route
 from hoopd.config import ConnectionConfig, GatewayConfig, approval_store_dir, check_secrets
 from hoopd.gateway import Gateway, Listener, ProtocolEngine, load_plugins
 from hoopd.identity.authenticator import Authenticator
@@ -243,7 +244,7 @@ async def _start_approvals(
     listen = config.approvals.admin_listen
     if listen is not None:
         host, port = listen
-        routes = token_routes(trust.service)
+        routes = [*token_routes(trust.service), blast_radius_route(config, gateway.pipeline)]
         await nursery.start(serve_admin_api, store, gateway.authenticator, host, port, routes)
 
 
