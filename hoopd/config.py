@@ -33,6 +33,7 @@ from hoopd.config_identity import (
     IdentityConfig,
     OidcIssuerConfig,
     identity_section,
+    is_loopback_host,
     oidc_issuers,
     token_expiry,
     token_scope,
@@ -481,11 +482,7 @@ def _check_loopback_listen(value: str) -> str | None:
     (host, _), error = _parse_listen(value)
     if error:
         return error
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if loopback:
+    if is_loopback_host(host):
         return None
     # The admin API speaks plain HTTP and carries bearer tokens.
     return (

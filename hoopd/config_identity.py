@@ -183,18 +183,21 @@ def _group_scopes(t: _Table) -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType(scopes)
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (no name lookup)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_issuer_url(value: str) -> str | None:
     """https, or http on a loopback host (a test provider on this machine)."""
     parts = urlsplit(value)
     if parts.scheme == "https" and parts.hostname:
         return None
     if parts.scheme == "http" and parts.hostname:
-        host = parts.hostname
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if loopback:
+        if is_loopback_host(parts.hostname):
             return None
         return "http is only accepted for a loopback issuer; use https"
     return "must be an https URL (or http on a loopback address)"

@@ -17,12 +17,10 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -41,10 +39,10 @@ from hoopd.approvals.rows import (
     tuple_to_json,
 )
 from hoopd.identity.base import Identity
+from hoopd.sqlite_store import open_shared_db, transaction
 
 log = logging.getLogger("hoopd.approvals")
 
-BUSY_TIMEOUT_SECONDS: Final = 5.0
 _SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
 
 
@@ -62,26 +60,8 @@ class ApprovalStore:
     @classmethod
     def open(cls, data_dir: Path, *, clock: Callable[[], float] = time.time) -> ApprovalStore:
         """Open (creating if needed, mode 0600) the store in ``data_dir``."""
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = store_path(data_dir)
-        # Private before SQLite creates it (its -wal and -shm files copy the mode):
-        # requests hold commands and the names of the people who sent them.
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        # timeout= is SQLite's busy timeout: wait for another process's write lock.
-        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            # Decisions are rare and must not be lost: flush each commit to disk.
-            db.execute("PRAGMA synchronous=FULL")
-            # Statement by statement: executescript() would commit the transaction.
-            with _transaction(db, immediate=True):
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except BaseException:
-            db.close()
-            raise
+        # Requests hold commands and the names of the people who sent them: private.
+        db = open_shared_db(store_path(data_dir), SCHEMA, SCHEMA_VERSION)
         return cls(db, clock)
 
     def close(self) -> None:
@@ -149,7 +129,7 @@ class ApprovalStore:
         for _ in range(5):
             values[0] = new_request_id()
             try:
-                with _transaction(self._db, immediate=True):
+                with transaction(self._db, immediate=True):
                     self._db.execute(
                         f"INSERT INTO requests ({COLUMNS}) VALUES ({', '.join('?' * 17)})",
                         values,
@@ -170,13 +150,13 @@ class ApprovalStore:
         rid = normalise_request_id(request_id)
         if rid is None:
             return None
-        with _transaction(self._db):  # one snapshot for the request and its decisions
+        with transaction(self._db):  # one snapshot for the request and its decisions
             return self._load(rid)
 
     def pending(self) -> list[ApprovalRequest]:
         """Every pending request, oldest first, after expiring the overdue ones."""
         self.expire_overdue(self.now())
-        with _transaction(self._db):
+        with transaction(self._db):
             ids = self._db.execute(
                 "SELECT id FROM requests WHERE status = 'pending' ORDER BY created_at, id"
             ).fetchall()
@@ -197,7 +177,7 @@ class ApprovalStore:
         rid = normalise_request_id(request_id)
         now = self.now()
         expired = False
-        with _transaction(self._db, immediate=True):
+        with transaction(self._db, immediate=True):
             request = self._load(rid) if rid else None
             if request is None:
                 raise _unknown(request_id)
@@ -241,7 +221,7 @@ class ApprovalStore:
     def expire_overdue(self, now: float) -> list[ApprovalRequest]:
         """Mark expired every pending request whose deadline is at or before ``now``;
         return them as they now stand."""
-        with _transaction(self._db, immediate=True):
+        with transaction(self._db, immediate=True):
             overdue = [
                 r
                 for (rid,) in self._db.execute(
@@ -257,7 +237,7 @@ class ApprovalStore:
         self, request_id: str, status: Status, resolution: Callable[[ApprovalRequest], str]
     ) -> None:
         rid = normalise_request_id(request_id)
-        with _transaction(self._db, immediate=True):
+        with transaction(self._db, immediate=True):
             request = self._load(rid) if rid else None
             if request is None:
                 raise _unknown(request_id)
@@ -293,19 +273,6 @@ class ApprovalStore:
             )
         )
         return request_from_row(row, decisions)
-
-
-@contextmanager
-def _transaction(db: sqlite3.Connection, *, immediate: bool = False) -> Iterator[None]:
-    """One transaction: ``BEGIN IMMEDIATE`` takes the write lock before the first read,
-    so what a change reads cannot be changed by another process before it commits."""
-    db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _unknown(request_id: str) -> ApprovalError:

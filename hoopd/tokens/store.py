@@ -20,22 +20,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, cast, get_args
 
 from hoopd.identity.base import Identity
+from hoopd.sqlite_store import open_shared_db, transaction
 
 log = logging.getLogger("hoopd.tokens")
 
 STORE_FILENAME: Final = "tokens.db"
-BUSY_TIMEOUT_SECONDS: Final = 5.0
 SCHEMA_VERSION: Final = 1
 
 RevocationKind = Literal["token", "subject", "actor"]
@@ -134,23 +132,7 @@ class TokenStore:
     @classmethod
     def open(cls, store_dir: Path, *, clock: Callable[[], float] = time.time) -> TokenStore:
         """Open (creating if needed, mode 0600) ``tokens.db`` in ``store_dir``."""
-        store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = store_dir / STORE_FILENAME
-        # Private before SQLite creates it (its -wal and -shm files copy the mode).
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            # A revocation must survive a power cut once `hoopd revoke` has said so.
-            db.execute("PRAGMA synchronous=FULL")
-            with _transaction(db, immediate=True):
-                for statement in _SCHEMA.split(";\n"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except BaseException:
-            db.close()
-            raise
+        db = open_shared_db(store_dir / STORE_FILENAME, _SCHEMA, SCHEMA_VERSION)
         return cls(db, store_dir, clock)
 
     def close(self) -> None:
@@ -173,7 +155,7 @@ class TokenStore:
         """Record a freshly minted token and its ``minted`` event, in one transaction;
         expired issued tokens are pruned on the way."""
         now = self.now()
-        with _transaction(self._db, immediate=True):
+        with transaction(self._db, immediate=True):
             self._db.execute("DELETE FROM issued WHERE expires_at < ?", (now,))
             self._db.execute(
                 "INSERT INTO issued (token_id, parent_id, lineage, subject, actor_chain, scope,"
@@ -195,7 +177,7 @@ class TokenStore:
         self, token_id: str | None, subject: str | None, actor: str | None, detail: dict[str, Any]
     ) -> None:
         """Record a refused exchange: who asked (ids only), what, and why."""
-        with _transaction(self._db, immediate=True):
+        with transaction(self._db, immediate=True):
             self._event("refused", token_id, subject, actor, detail, self.now())
 
     def subtree(self, token_id: str) -> list[str]:
@@ -272,7 +254,7 @@ class TokenStore:
         if not value:
             raise ValueError(f"a {kind} revocation needs a {kind}")
         now = self.now()
-        with _transaction(self._db, immediate=True):
+        with transaction(self._db, immediate=True):
             cursor = self._db.execute(
                 "INSERT INTO revocations (kind, value, revoked_at, revoked_by, reason)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -315,15 +297,3 @@ def _revocation(row: Sequence[Any]) -> Revocation:
 def _marks(values: Sequence[str]) -> str:
     # "IN ()" is a syntax error in SQLite; NULL matches nothing.
     return ", ".join("?" * len(values)) or "NULL"
-
-
-@contextmanager
-def _transaction(db: sqlite3.Connection, *, immediate: bool = False) -> Iterator[None]:
-    """One transaction; ``BEGIN IMMEDIATE`` takes the write lock up front."""
-    db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
