@@ -27,6 +27,9 @@ from hoopd.revocation_bus import RevocationDoorbell
 
 log = logging.getLogger("hoopd.sessions")
 
+RETRY_SECONDS = 0.5
+"""How soon a revocation check that could not read the store is tried again."""
+
 
 class RevocationSource(Protocol):
     """What revoked an identity, if anything (the token store): a clause such as
@@ -94,10 +97,11 @@ class LiveSessions:
         finally:
             del self._sessions[session_id]
 
-    def end_revoked(self, source: RevocationSource) -> int:
+    def end_revoked(self, source: RevocationSource) -> tuple[int, int]:
         """End every live session whose identity ``source`` says is revoked; returns
-        how many were ended. A failing lookup ends nothing and is logged."""
-        ended = 0
+        how many were ended and for how many the lookup failed (logged; those go on
+        until a later call succeeds)."""
+        ended = failed = 0
         for tracked in list(self._sessions.values()):
             if tracked.ended is not None:
                 continue
@@ -105,12 +109,13 @@ class LiveSessions:
                 reason = source.revocation_reason(tracked.identity)
             except Exception:
                 log.exception("could not check session %s for revocation", tracked.session_id)
+                failed += 1
                 continue
             if reason is not None:
                 log.warning("session %s: token revoked (%s); ending it", tracked.session_id, reason)
                 tracked.end(SessionEnded("revoked", f"session ended because {reason}"))
                 ended += 1
-        return ended
+        return ended, failed
 
 
 async def end_sessions_on_revocation(
@@ -129,6 +134,9 @@ async def end_sessions_on_revocation(
         task_status.started()
         while True:
             await doorbell.wait()
-            live.end_revoked(source)
+            # A store that cannot be read now (locked past its timeout) is asked again
+            # until it answers: a revocation must not be lost to a busy moment.
+            while live.end_revoked(source)[1]:
+                await trio.sleep(RETRY_SECONDS)
     finally:
         doorbell.close()

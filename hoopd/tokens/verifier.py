@@ -29,7 +29,7 @@ from jose import jws
 from jose.exceptions import JOSEError
 
 from hoopd.config_identity import IdentityConfig
-from hoopd.identity.base import Identity, TokenVerifier
+from hoopd.identity.base import Identity
 from hoopd.tokens.claims import ClaimsError, identity_from_claims
 from hoopd.tokens.keys import ALGORITHM, CLOCK_LEEWAY_SECONDS, KeyRing, KeyStoreError
 from hoopd.tokens.store import TokenStore
@@ -132,40 +132,3 @@ class GatewayTokenVerifier:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-class Unrevoked:
-    """A ``TokenVerifier`` that refuses what ``inner`` accepts when the store holds a
-    revocation for it: for static and OIDC tokens, whose own verifiers do not read the
-    store. A store that cannot be read refuses (failing closed)."""
-
-    def __init__(self, inner: TokenVerifier, store: TokenStore) -> None:
-        self._inner = inner
-        self._store = store
-
-    async def verify(self, token: str) -> Identity | None:
-        identity = await self._inner.verify(token)
-        if identity is None:
-            return None
-        try:
-            revoked = self._store.revocation_for(identity)
-        except sqlite3.Error as exc:
-            log.error("token store unreadable; token %s refused: %s", identity.token_id, exc)
-            return None
-        return identity if revoked is None else None
-
-
-class FirstAccepting:
-    """A ``TokenVerifier`` that asks each of ``verifiers`` in turn and returns the
-    first identity one accepts (None if none does). Each verifier keeps its own
-    guarantees; this adds no check of its own."""
-
-    def __init__(self, *verifiers: TokenVerifier) -> None:
-        self._verifiers = verifiers
-
-    async def verify(self, token: str) -> Identity | None:
-        for verifier in self._verifiers:
-            identity = await verifier.verify(token)
-            if identity is not None:
-                return identity
-        return None

@@ -15,6 +15,7 @@ from hoopd import revocation_bus
 from hoopd.approvals.api import ApiRequest, ApiResponse
 from hoopd.config import TokenConfig
 from hoopd.config_identity import IdentityConfig
+from hoopd.identity.authenticator import Authenticator
 from hoopd.identity.base import Identity
 from hoopd.identity.tokens import StaticTokenVerifier, token_sha256
 from hoopd.tokens.api import (
@@ -26,7 +27,7 @@ from hoopd.tokens.api import (
 from hoopd.tokens.keys import KeyRing
 from hoopd.tokens.service import ACCESS_TOKEN_TYPE, GRANT_TYPE, TokenService
 from hoopd.tokens.store import TokenStore
-from hoopd.tokens.verifier import FirstAccepting, GatewayTokenVerifier
+from hoopd.tokens.verifier import GatewayTokenVerifier
 
 CONFIG = IdentityConfig(issuer="hoopd")
 ALICE = "hoopd_alice-token-0123456789abcdefghijk"
@@ -56,7 +57,7 @@ def service(tmp_path: Path, gateway: GatewayTokenVerifier) -> TokenService:
         KeyRing(tmp_path, max_ttl_seconds=3600),
         CONFIG,
         TokenStore.open(tmp_path),
-        FirstAccepting(gateway, static),
+        Authenticator(static, gateway_issuer=CONFIG.issuer, gateway_tokens=gateway),
     )
 
 

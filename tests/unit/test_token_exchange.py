@@ -18,6 +18,7 @@ from jose import jwt
 from hoopd.approvals.api import ApiRequest
 from hoopd.config import TokenConfig, load_config, token_store_dir
 from hoopd.config_identity import IdentityConfig
+from hoopd.identity.authenticator import Authenticator
 from hoopd.identity.base import Identity
 from hoopd.identity.tokens import StaticTokenVerifier, token_sha256
 from hoopd.tokens.api import token_endpoint
@@ -27,7 +28,7 @@ from hoopd.tokens.exchange import ExchangeRefusal, ExchangeRequest, MintPlan, ex
 from hoopd.tokens.keys import KeyRing
 from hoopd.tokens.service import ACCESS_TOKEN_TYPE, GRANT_TYPE, JWT_TOKEN_TYPE, TokenService
 from hoopd.tokens.store import TokenStore
-from hoopd.tokens.verifier import FirstAccepting, GatewayTokenVerifier
+from hoopd.tokens.verifier import GatewayTokenVerifier
 
 NOW = 1_800_000_000.0
 CONFIG = IdentityConfig(
@@ -75,7 +76,13 @@ def service(
         clock=clock,
     )
     keys = KeyRing(tmp_path, max_ttl_seconds=CONFIG.max_ttl_seconds, clock=clock)
-    return TokenService(keys, CONFIG, store, FirstAccepting(gateway, static), clock=clock)
+    return TokenService(
+        keys,
+        CONFIG,
+        store,
+        Authenticator(static, gateway_issuer=CONFIG.issuer, gateway_tokens=gateway),
+        clock=clock,
+    )
 
 
 def form(subject_token: str, **params: str) -> dict[str, str]:

@@ -11,10 +11,10 @@ import pytest
 
 from hoopd import revocation_bus
 from hoopd.config import TokenConfig
+from hoopd.identity.authenticator import Authenticator
 from hoopd.identity.base import Identity
 from hoopd.identity.tokens import StaticTokenVerifier, token_sha256
 from hoopd.tokens.store import TokenStore
-from hoopd.tokens.verifier import Unrevoked
 from tests.unit.test_token_exchange import ALICE, run_cli, write_config
 
 
@@ -199,9 +199,9 @@ def test_an_empty_revocation_is_refused(store: TokenStore) -> None:
     assert store.revocations_since(0) == []
 
 
-async def test_unrevoked_refuses_what_the_store_revoked(store: TokenStore) -> None:
+async def test_a_revoked_static_token_is_refused_at_login(store: TokenStore) -> None:
     static = StaticTokenVerifier([TokenConfig("alice", (), token_sha256(ALICE), 4e9)])
-    checked = Unrevoked(static, store)
+    checked = Authenticator(static, gateway_issuer="hoopd", revocations=store)
     alice = await checked.verify(ALICE)
     assert alice is not None
     store.revoke_token(alice.token_id, "ops", "")
