@@ -117,3 +117,24 @@ def test_a_failing_store_lookup_is_counted_so_it_is_retried() -> None:
             assert tracked.ended is None
 
     trio.run(main)
+
+
+async def test_a_store_busy_at_the_announcement_is_asked_again(tmp_path: Path) -> None:
+    class BusyOnce:
+        calls = 0
+
+        def revocation_reason(self, identity: Identity) -> str | None:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("database is locked")
+            return "token gt:parent was revoked"
+
+    live, source = LiveSessions(), BusyOnce()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(end_sessions_on_revocation, tmp_path, live, source)
+        with trio.fail_after(5):
+            with live.track("s", CHILD) as tracked:
+                announce(tmp_path)
+                await trio.sleep_forever()
+        assert tracked.ended is not None and source.calls == 2
+        nursery.cancel_scope.cancel()
