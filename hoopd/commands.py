@@ -14,6 +14,7 @@ from typing import Any
 from hoopd import blast_radius_cli, demo, serve_cli
 from hoopd.approvals import cli as approvals_cli
 from hoopd.identity import cli as token_cli
+from hoopd.identity import login_cli
 from hoopd.policy import cli as policy_cli
 from hoopd.recording import cli as recording_cli
 from hoopd.tokens import cli as tokens_cli
@@ -29,5 +30,6 @@ REGISTRARS: tuple[Registrar, ...] = (
     policy_cli.register,
     approvals_cli.register,
     tokens_cli.register,
+    login_cli.register,
     partial(blast_radius_cli.register, verifier_factory=admin_verifier),
 )
