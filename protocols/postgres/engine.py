@@ -217,9 +217,10 @@ class PostgresEngine:
         finally:
             self.cancels.release(process_id)
             with trio.CancelScope(shield=True):
-                if tracked.ended is not None:
-                    # Revoked or expired: whatever the target is running for this
-                    # session stops too, not only the client's view of it.
+                # Revoked (ended is set) or expired (the scope's deadline passed; ended
+                # is set only once the scope exits): whatever the target is running
+                # for this session stops too, not only the client's view of it.
+                if tracked.ended is not None or tracked.scope.cancel_called:
                     await _cancel_running(key, recorder.session_id)
                 await upstream.stream.aclose()
 

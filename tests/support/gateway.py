@@ -10,6 +10,7 @@ pgbench, pg_dump, psycopg) against it and the recording commands
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from typing import IO, Any
 import psycopg
 
 from tests.support.pgserver import Completed, PgServer, clean_client_env
+from tests.support.pgwire import open_session
 from tests.support.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +76,22 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string literal is a valid TOML basic string
 
 
+def _toml_value(value: object) -> str:
+    """A TOML value for text, a number, a boolean, a path, or a list or table of them."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return _toml_str(str(value))
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{_toml_str(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
 class Gateway:
     """One gateway process and its configuration."""
 
@@ -96,6 +114,11 @@ class Gateway:
         admin_port: int | None = None,
         approvals_store_dir: Path | None = None,
         webhook_url: str | None = None,
+        identity_store_dir: Path | None = None,
+        max_chain_depth: int | None = None,
+        default_ttl_seconds: int | None = None,
+        max_ttl_seconds: int | None = None,
+        oidc_issuers: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.pg = pg
         self.workdir = workdir
@@ -118,6 +141,13 @@ class Gateway:
         self.admin_port = admin_port
         self.approvals_store_dir = approvals_store_dir
         self.webhook_url = webhook_url
+        self.identity_store_dir = identity_store_dir
+        self.max_chain_depth = max_chain_depth
+        self.default_ttl_seconds = default_ttl_seconds
+        self.max_ttl_seconds = max_ttl_seconds
+        #: ``[[oidc.issuers]]`` entries, each a table of keys as docs/configuration.md
+        #: names them (text, numbers, booleans, lists of text, and tables of those).
+        self.oidc_issuers = [dict(issuer) for issuer in oidc_issuers]
         self.proc: subprocess.Popen[bytes] | None = None
         self.stdout_lines: list[str] = []
         self._ready = threading.Event()
@@ -170,6 +200,7 @@ class Gateway:
             if self.approvals_store_dir is not None:
                 lines.append(f"store_dir = {_toml_str(str(self.approvals_store_dir))}")
             lines.append("")
+        lines += self._identity_lines()
         for token in self.tokens:
             lines += [
                 "[[tokens]]",
@@ -216,6 +247,31 @@ class Gateway:
                 lines.append(f"  server_name = {_toml_str(route.server_name)}")
             lines.append("")
         self.config_path.write_text("\n".join(lines))
+
+    def _identity_lines(self) -> list[str]:
+        """``[identity]`` and ``[[oidc.issuers]]``, when any of their options is set."""
+        identity = {
+            "store_dir": None if self.identity_store_dir is None else str(self.identity_store_dir),
+            "max_chain_depth": self.max_chain_depth,
+            "default_ttl_seconds": self.default_ttl_seconds,
+            "max_ttl_seconds": self.max_ttl_seconds,
+        }
+        lines: list[str] = []
+        if any(value is not None for value in identity.values()):
+            lines.append("[identity]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in identity.items() if v is not None]
+            lines.append("")
+        for issuer in self.oidc_issuers:
+            lines.append("[[oidc.issuers]]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in issuer.items()]
+            lines.append("")
+        return lines
+
+    @property
+    def admin_url(self) -> str:
+        """The admin API's base URL (needs ``admin_port``)."""
+        assert self.admin_port is not None, "this gateway has no admin API"
+        return f"http://127.0.0.1:{self.admin_port}"
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -475,6 +531,42 @@ class Gateway:
         assert done.returncode == 0, f"hoopd replay {session_id} failed: {done.stderr}"
         return parse_json_records(done.stdout)
 
+    # ------------------------------------------------------------ gateway tokens
+
+    def exchange(self, token: Token | str, *args: str) -> Completed:
+        """``hoopd token exchange --config ... ARGS`` with ``token`` in HOOPD_TOKEN."""
+        value = token.value if isinstance(token, Token) else token
+        return self.cli(
+            "token", "exchange", "--config", str(self.config_path), *args,
+            extra_env={"HOOPD_TOKEN": value},
+        )  # fmt: skip
+
+    def exchanged(self, token: Token | str, *args: str) -> str:
+        """The token ``hoopd token exchange`` prints; fails the test if it refuses."""
+        done = self.exchange(token, *args)
+        assert done.returncode == 0, f"token exchange {args!r} failed: {done.stderr}"
+        return done.stdout.strip()
+
+    def curl(self, *args: str) -> tuple[int, Any]:
+        """curl against the admin API (``args`` end with a path): status and JSON body."""
+        *options, path = args
+        done = subprocess.run(
+            ["curl", "-sS", "--noproxy", "*", "-w", "\\n%{http_code}", *options,
+             self.admin_url + path],
+            capture_output=True, text=True, timeout=30, env=clean_client_env(),
+        )  # fmt: skip
+        assert done.returncode == 0, f"curl {args!r} failed: {done.stderr}"
+        body, _, status = done.stdout.rpartition("\n")
+        return int(status), json.loads(body) if body.strip() else None
+
+    def login_error(self, token: Token | str, route: str = "appdb") -> dict[str, str] | None:
+        """The error fields the gateway answers a login with ``token`` (None: logged in),
+        seen on the wire (libpq does not show a login failure's SQLSTATE)."""
+        value = token.value if isinstance(token, Token) else token
+        conn, error = open_session("127.0.0.1", self.ports[route], dbname=route, password=value)
+        conn.close()
+        return error
+
     def audit_verify(self) -> Completed:
         return self.cli("audit", "verify", "--data-dir", str(self.data_dir))
 
@@ -503,6 +595,19 @@ def parse_json_records(text: str) -> list[dict[str, Any]]:
             assert isinstance(item, dict), f"not a JSON object: {line!r}"
             records.append(item)
     return records
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a compact JWT, read without checking anything."""
+    segment = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    assert isinstance(claims, dict), claims
+    return claims
+
+
+def gateway_token_id(token: str) -> str:
+    """The id a gateway token is known by (``hoopd revoke`` takes it): ``gt:`` + jti."""
+    return "gt:" + str(jwt_claims(token)["jti"])
 
 
 def session_id_of(session: Mapping[str, Any]) -> str:
