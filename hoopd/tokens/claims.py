@@ -10,7 +10,8 @@ A gateway token is a JWS (compact JWT) signed with ES256; its header carries
 ``scope``            space-separated ``connection:action`` items, OAuth style;
                      always present and never empty (a minted token is never
                      unrestricted)
-``iat``, ``nbf``     when it was minted (Unix seconds, integers)
+``iat``              when it was minted (Unix seconds, with milliseconds)
+``nbf``              ``iat`` rounded down to whole seconds
 ``exp``              when it expires (Unix seconds, integer)
 ``jti``              random; the identity's ``token_id`` is ``"gt:" + jti``
 ``act``              RFC 8693 section 4.1: the outermost ``act`` names the actor
@@ -72,7 +73,10 @@ def claims_for(identity: Identity, issuer: str) -> dict[str, Any]:
         scope = format_scope(parse_scope(identity.scope))
     except ScopeError:
         raise ClaimsError("the scope does not follow the scope grammar") from None
-    issued = math.floor(identity.issued_at)
+    # iat keeps milliseconds (RFC 7519 NumericDate may be fractional): a subject or
+    # actor revocation covers the tokens issued before it, and a token minted in the
+    # same second after it must not count as one of them.
+    issued = round(identity.issued_at, 3)
     claims: dict[str, Any] = {
         "iss": issuer,
         "aud": issuer,
@@ -80,7 +84,7 @@ def claims_for(identity: Identity, issuer: str) -> dict[str, Any]:
         "groups": list(identity.groups),
         "scope": scope,
         "iat": issued,
-        "nbf": issued,
+        "nbf": math.floor(issued),
         "exp": math.floor(identity.expires_at),
         "jti": identity.token_id.removeprefix(TOKEN_ID_PREFIX),
     }
@@ -121,7 +125,7 @@ def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
         expires_at=float(_time(claims.get("exp"), "exp")),
         issuer=ISSUER_NAME,
         lineage=lineage,
-        issued_at=float(_time(claims.get("iat"), "iat")),
+        issued_at=float(_time(claims.get("iat"), "iat", fractional=True)),
     )
 
 
@@ -142,10 +146,11 @@ def actor_chain(act: Any) -> tuple[str, ...]:
     return tuple(reversed(chain))
 
 
-def _time(value: Any, claim: str) -> int:
+def _time(value: Any, claim: str, *, fractional: bool = False) -> int | float:
     # bool is an int subclass; true is not a time.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ClaimsError(f"{claim} must be an integer time")
+    kinds = (int, float) if fractional else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        raise ClaimsError(f"{claim} must be {'a' if fractional else 'an integer'} time")
     return value
 
 

@@ -32,9 +32,13 @@ from urllib.parse import urlencode
 import trio
 
 from hoopd.config import ConfigError, GatewayConfig, load_config, token_store_dir
+from hoopd.identity.oidc import TOKEN_ID_PREFIX as OIDC_ID_PREFIX
+from hoopd.identity.tokens import TOKEN_ID_PREFIX as STATIC_ID_PREFIX
 from hoopd.tokens.api import TOKEN_PATH
+from hoopd.tokens.claims import TOKEN_ID_PREFIX
 from hoopd.tokens.keys import KeyRing, KeyStoreError
 from hoopd.tokens.service import ACCESS_TOKEN_TYPE, GRANT_TYPE
+from hoopd.tokens.store import TokenStore
 from hoopd.trust import keys_for, open_trust
 
 TOKEN_ENV: Final = "HOOPD_TOKEN"
@@ -181,6 +185,9 @@ def _revoke(args: argparse.Namespace) -> int:
         with open_trust(config) as trust:
             store, service = trust.store, trust.service
             if args.token_id is not None:
+                unknown = _unknown_token(args.token_id, config, store)
+                if unknown is not None:
+                    return _fail(f"revoke: {unknown}; nothing was revoked")
                 derived = store.subtree(args.token_id)
                 done = service.revoke_token(args.token_id, by, args.reason)
                 print(f"Revoked token {done.value} (revocation {done.id}).")
@@ -264,3 +271,22 @@ def _read_token() -> str:
 def _fail(message: str) -> int:
     print(f"hoopd {message}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _unknown_token(token_id: str, config: GatewayConfig, store: TokenStore) -> str | None:
+    """Why ``token_id`` names no token this gateway knows, or None. A revocation of a
+    mistyped id would protect nothing while saying it did. OIDC token ids cannot be
+    checked (hoopd keeps no list of the IdP's tokens), so they are taken as given."""
+    if token_id.startswith(TOKEN_ID_PREFIX):
+        if store.minted(token_id):
+            return None
+        return f"no unexpired token {token_id} was minted through this store (a typo, or expired)"
+    if token_id.startswith(STATIC_ID_PREFIX):
+        static_ids = {STATIC_ID_PREFIX + t.sha256.lower()[:12] for t in config.tokens}
+        return None if token_id in static_ids else f"no static token {token_id} is configured"
+    if token_id.startswith(OIDC_ID_PREFIX):
+        return None
+    return (
+        f"{token_id!r} is not a token id (gt:... for gateway tokens, st:... for static"
+        " tokens, oidc:... for OIDC tokens; `hoopd sessions` shows them)"
+    )

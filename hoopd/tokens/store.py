@@ -180,6 +180,14 @@ class TokenStore:
         with transaction(self._db, immediate=True):
             self._event("refused", token_id, subject, actor, detail, self.now())
 
+    def minted(self, token_id: str) -> bool:
+        """Whether ``token_id`` is an unexpired token minted through this store."""
+        row = self._db.execute(
+            "SELECT 1 FROM issued WHERE token_id = ? AND expires_at >= ?",
+            (token_id, self.now()),
+        ).fetchone()
+        return row is not None
+
     def subtree(self, token_id: str) -> list[str]:
         """Ids of the unexpired recorded tokens derived from ``token_id`` (not itself),
         oldest first."""

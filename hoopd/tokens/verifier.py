@@ -127,7 +127,9 @@ class GatewayTokenVerifier:
             return False
         assert isinstance(exp, int | float) and isinstance(nbf, int | float)
         now = self._clock()
-        return bool(now < exp + CLOCK_LEEWAY_SECONDS and nbf - CLOCK_LEEWAY_SECONDS <= now)
+        # No leeway on exp: hoopd both mints and checks these tokens, on one clock, and
+        # an expired token must be refused at login, not let in and then ended.
+        return bool(now < exp and nbf - CLOCK_LEEWAY_SECONDS <= now)
 
 
 def _number(value: Any) -> bool:

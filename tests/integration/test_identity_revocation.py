@@ -342,12 +342,6 @@ def test_a_holder_revokes_its_delegates_through_the_admin_api(pair: Pair, pg: Pg
     assert status == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="iat is whole seconds, and an actor or subject revocation covers every token"
-    " with iat <= revoked_at: a token minted in the same second after the revocation is"
-    " refused, although the revocation should cover only tokens issued before it",
-)
 def test_a_token_minted_just_after_an_actor_revocation_is_valid(pair: Pair) -> None:
     b = pair.b
     # Early in a wall-clock second, and through the admin API (milliseconds each), so

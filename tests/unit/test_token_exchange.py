@@ -397,7 +397,7 @@ def test_exchange_prints_only_the_new_token(
     token = out.strip()
     assert out == token + "\n" and err == ""
     claims = jwt.get_unverified_claims(token)
-    assert (claims["scope"], claims["act"], claims["exp"] - claims["iat"]) == (
+    assert (claims["scope"], claims["act"], claims["exp"] - claims["nbf"]) == (
         "db:read",
         {"sub": "bot"},
         60,

@@ -216,16 +216,17 @@ def test_hoopd_revoke_writes_to_the_configured_store(
     monkeypatch.setattr(revocation_bus, "announce", announced.append)
     config = write_config(tmp_path)
     store = TokenStore.open(tmp_path / "data")
-    child = token("gt:child-000000000000000", lineage=("st:0123456789ab",), expires_at=4e9)
-    store.record_minted(child, "st:0123456789ab", {})
+    static_id = "st:" + token_sha256(ALICE)[:12]  # alice's [[tokens]] entry
+    child = token("gt:child-000000000000000", lineage=(static_id,), expires_at=4e9)
+    store.record_minted(child, static_id, {})
 
-    assert run_cli(["revoke", "st:0123456789ab", "--reason", "lost", "--config", str(config)]) == 0
+    assert run_cli(["revoke", static_id, "--reason", "lost", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "st:0123456789ab" in out and child.token_id in out
+    assert static_id in out and child.token_id in out
     assert run_cli(["revoke", "--subject", "bob", "--config", str(config)]) == 0
     assert run_cli(["revoke", "--actor", "bot", "--config", str(config)]) == 0
     assert [(r.kind, r.value) for r in store.revocations_since(0)] == [
-        ("token", "st:0123456789ab"),
+        ("token", static_id),
         ("subject", "bob"),
         ("actor", "bot"),
     ]
@@ -233,6 +234,16 @@ def test_hoopd_revoke_writes_to_the_configured_store(
     assert announced == [tmp_path / "data"] * 3
     with pytest.raises(SystemExit):
         run_cli(["revoke", "gt:x", "--subject", "bob", "--config", str(config)])
+
+
+def test_hoopd_revoke_refuses_an_id_it_does_not_know(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    for mistyped in ("gt:child-000000000000001", "st:0123456789ab", "child-0000"):
+        assert run_cli(["revoke", mistyped, "--config", str(config)]) == 1
+        assert "nothing was revoked" in capsys.readouterr().err
+    assert TokenStore.open(tmp_path / "data").revocations_since(0) == []
 
 
 def test_the_store_says_why_a_token_was_revoked(store: TokenStore) -> None:
