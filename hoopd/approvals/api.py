@@ -6,7 +6,7 @@ hoopd/tokens/api.py). Every endpoint needs ``Authorization: Bearer <gateway toke
 unless its route says otherwise (the JWKS is public; the token endpoint
 authenticates the subject token in its body, as RFC 8693 does). A caller sees the
 requests it made and those it is an approver for; a request it may not see answers 404,
-exactly like one that does not exist. docs/approvals.md and docs/approvals-openapi.yaml
+exactly like one that does not exist. docs/approvals.md and docs/admin-openapi.yaml
 describe the endpoints.
 """
 
