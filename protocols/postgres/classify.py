@@ -25,6 +25,7 @@ has the reasoning and the measurements.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -36,6 +37,8 @@ import pglast.ast
 from pglast import parser as _pg
 
 from hoopd.events import SqlClassification
+
+from .escapes import as_escape_strings
 
 __all__ = ["KINDS", "classify", "clear_caches"]
 
@@ -80,7 +83,47 @@ def classify(sql: str) -> SqlClassification:
     whitespace-only and comment-only text gives ``{"empty"}`` with
     ``statement_count == 0``. Equal texts get equal results, and texts that differ
     only in constant values may share one cached result object.
+
+    Text whose ordinary string literals hold backslashes is read both ways PostgreSQL
+    may read it (``standard_conforming_strings`` on and off; a client can switch it
+    in the same pipeline) and the result covers both: every kind, table and function
+    either reading finds. If only the non-standard reading fails to parse, the
+    result is marked ``opaque`` (its meaning depends on a setting the gateway does
+    not control).
     """
+    if "\\" in sql:
+        cached = _BY_ESCAPED_TEXT.get(sql)
+        if cached is None:
+            cached = _both_readings(sql)
+            if len(sql) <= MAX_CACHED_TEXT:
+                _BY_ESCAPED_TEXT.put(sql, cached)
+        return cached
+    return _classify_standard(sql)
+
+
+def _both_readings(sql: str) -> SqlClassification:
+    standard = _classify_standard(sql)
+    rewritten = as_escape_strings(sql)
+    if rewritten is None or standard.parse_error is not None:
+        return standard
+    other = _classify_standard(rewritten)
+    if other.parse_error is not None:
+        return dataclasses.replace(standard, opaque=True)
+    if other == standard:
+        return standard
+    return SqlClassification(
+        kinds=standard.kinds | other.kinds,
+        tables_read=standard.tables_read | other.tables_read,
+        tables_written=standard.tables_written | other.tables_written,
+        functions=standard.functions | other.functions,
+        statement_count=max(standard.statement_count, other.statement_count),
+        where_absent=standard.where_absent or other.where_absent,
+        opaque=standard.opaque or other.opaque,
+    )
+
+
+def _classify_standard(sql: str) -> SqlClassification:
+    """:func:`classify` as PostgreSQL reads text with standard_conforming_strings on."""
     if len(sql) > MAX_CACHED_TEXT:
         return _analyse(sql)[0]
     cached = _BY_TEXT.get(sql)
@@ -103,6 +146,7 @@ def classify(sql: str) -> SqlClassification:
 def clear_caches() -> None:
     """Forget every cached classification (for tests and for measuring cold costs)."""
     _BY_TEXT.clear()
+    _BY_ESCAPED_TEXT.clear()
     _BY_SHAPE.clear()
 
 
@@ -150,6 +194,8 @@ class _LruCache:
 
 _BY_TEXT: Final = _LruCache(CACHE_ENTRIES, CACHE_CHARS)
 _BY_SHAPE: Final = _LruCache(CACHE_ENTRIES, CACHE_CHARS)
+# Texts with backslashes, classified both ways (rare: kept apart from the hot caches).
+_BY_ESCAPED_TEXT: Final = _LruCache(CACHE_ENTRIES // 10, CACHE_CHARS // 10)
 
 
 def _shape_key(sql: str) -> str | None:

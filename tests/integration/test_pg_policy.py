@@ -204,3 +204,28 @@ def test_a_refused_statement_is_refused_when_it_is_prepared(gw: Gateway, pg: PgS
         r["body"] for r in records if r["kind"] == "statement" and r["body"]["origin"] == "parse"
     ]
     assert [body["verdict"]["rule"] for body in refused_at_parse] == ["no-drop"]
+
+
+HIDDEN_DROP = "SELECT 'x\\' , $$' ; DROP TABLE {table}; -- $$"
+
+
+def test_a_statement_hidden_by_turning_standard_strings_off_is_refused(
+    gw: Gateway, pg: PgServer
+) -> None:
+    # The trick is real: straight to PostgreSQL, the SELECT's text drops the table.
+    pg.superuser_sql("create table scs_direct (id int); alter table scs_direct owner to app;")
+    with psycopg.connect(pg.dsn("app", pg.app_password), autocommit=True) as direct:
+        direct.pgconn.exec_(b"SET standard_conforming_strings = off")
+        direct.pgconn.exec_(HIDDEN_DROP.format(table="scs_direct").encode())
+    assert pg.scalar("select to_regclass('scs_direct') is null") == "t"
+
+    # Through the gateway, the policy's no-drop rule sees the DROP and refuses it.
+    mark = pg.log_mark()
+    with gw.connect() as conn:
+        conn.pgconn.exec_(b"SET standard_conforming_strings = off")
+        refused = conn.pgconn.exec_(HIDDEN_DROP.format(table="app_victim").encode())
+        assert refused.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42501"
+        assert b"dropping tables is not allowed" in (refused.error_message or b"")
+        assert conn.execute("select 1").fetchone() == (1,)  # the session goes on
+    assert pg.scalar("select to_regclass('app_victim') is not null") == "t"
+    assert not any("drop table" in s.lower() for s in pg.statements_logged(since=mark))
