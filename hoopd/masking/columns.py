@@ -53,7 +53,12 @@ class ColumnPattern:
         self._schema = _part(qualifiers[0]) if len(qualifiers) == 2 else None
 
     def matches(self, column: Column) -> bool:
-        if not self._column(column.name.casefold()):
+        # The name the client sees, or the table column it comes from: an alias does
+        # not hide a column from a rule that names it.
+        source = column.source
+        if not self._column(column.name.casefold()) and not (
+            source is not None and self._column(source.casefold())
+        ):
             return False
         if self._table is None:
             return True

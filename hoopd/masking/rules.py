@@ -41,9 +41,11 @@ class Column:
     ``name`` is the name or alias the client sees; ``table`` is ``"schema.table"``
     when the column comes straight from a table, else ``None`` (an expression);
     ``text`` says whether the value arrives as UTF-8 text (text format, or the
-    binary format of a text-like type).
+    binary format of a text-like type); ``source`` is the table column's own name
+    when the protocol can tell it (an alias renames ``name``, not ``source``).
     """
 
     name: str
     table: str | None
     text: bool
+    source: str | None = None

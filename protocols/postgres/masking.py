@@ -53,9 +53,18 @@ _VALUE_FIELDS = frozenset({"M", "D", "H", "W", "q"})
 class ResultMasker:
     """One session's masking state: the plan of the result being relayed."""
 
-    def __init__(self, masker: Masker, tables: Mapping[int, str], copy_out_refused: bool) -> None:
+    def __init__(
+        self,
+        masker: Masker,
+        tables: Mapping[int, str],
+        copy_out_refused: bool,
+        columns: Mapping[tuple[int, int], str] | None = None,
+    ) -> None:
         self._masker = masker
         self._tables = tables
+        #: (table OID, attribute number) -> the column's own name, for the columns
+        #: whose names a rule could cover (so an alias cannot hide them).
+        self._columns = columns or {}
         #: Column rules exist: a COPY TO STDOUT (no column names on the wire) is refused.
         self.copy_out_refused = copy_out_refused
         self.plan: MaskPlan | None = None
@@ -124,8 +133,11 @@ class ResultMasker:
 
     def _column(self, field: be.FieldDescription) -> Column:
         text = field.format_code == 0 or field.type_oid in _BINARY_TEXT_TYPES
-        table = self._tables.get(field.table_oid) if field.table_oid else None
-        return Column(field.name, table, text)
+        if not field.table_oid:
+            return Column(field.name, None, text)
+        table = self._tables.get(field.table_oid)
+        source = self._columns.get((field.table_oid, field.column_number))
+        return Column(field.name, table, text, source)
 
 
 def _utf8(data: bytes) -> str:
@@ -147,25 +159,67 @@ async def result_masker(
     if not rules:
         return None
     column_rules = any(rule.columns for rule in rules)
-    tables = await table_names(upstream) if column_rules else {}
-    return ResultMasker(Masker(rules, hmac_key), tables, copy_out_refused=column_rules)
+    if not column_rules:
+        return ResultMasker(Masker(rules, hmac_key), {}, copy_out_refused=False)
+    tables = await table_names(upstream)
+    globs = {pattern.rsplit(".", 1)[-1] for rule in rules for pattern in rule.columns}
+    columns = await column_names(upstream, globs)
+    return ResultMasker(Masker(rules, hmac_key), tables, True, columns)
 
 
 async def table_names(upstream: Upstream) -> dict[int, str]:
     """OID -> ``schema.table`` of every relation the target user can see."""
-    await upstream.stream.send_all(fe.Query(TABLE_NAMES_SQL).encode())
     names: dict[int, str] = {}
+    for oid, schema, table in await _catalog_rows(upstream, TABLE_NAMES_SQL, 3):
+        names[int(oid)] = f"{schema.decode()}.{table.decode()}"
+    return names
+
+
+async def column_names(upstream: Upstream, globs: set[str]) -> dict[tuple[int, int], str]:
+    """(table OID, attribute number) -> name of every table column whose name one of
+    the column ``globs`` covers (``*`` covers any name already, so it asks nothing)."""
+    wanted = sorted(glob for glob in globs if glob != "*")
+    if not wanted:
+        return {}
+    names: dict[tuple[int, int], str] = {}
+    for oid, number, name in await _catalog_rows(upstream, _column_names_sql(wanted), 3):
+        names[(int(oid), int(number))] = name.decode()
+    return names
+
+
+def _column_names_sql(globs: list[str]) -> str:
+    """The catalog query for the columns ``globs`` name, each glob as an ILIKE pattern
+    in an escape string (read the same whatever standard_conforming_strings says)."""
+    likes = []
+    for glob in globs:
+        like = "".join(
+            "%" if c == "*" else "_" if c == "?" else "\\" + c if c in "%_\\" else c for c in glob
+        )
+        likes.append("E'" + like.replace("\\", "\\\\").replace("'", "\\'") + "'")
+    return (
+        "select a.attrelid, a.attnum, a.attname from pg_catalog.pg_attribute a"
+        " join pg_catalog.pg_class c on c.oid = a.attrelid"
+        " where c.relkind in ('r', 'v', 'm', 'p', 'f') and a.attnum > 0"
+        f" and not a.attisdropped and a.attname ilike any (array[{', '.join(likes)}])"
+    )
+
+
+async def _catalog_rows(upstream: Upstream, sql: str, width: int) -> list[list[bytes]]:
+    """The rows of a catalog query on the session's target connection; raises
+    :class:`MaskingError` if the target refuses it, ``ProtocolError`` on a bad row."""
+    await upstream.stream.send_all(fe.Query(sql).encode())
+    rows: list[list[bytes]] = []
     error: str | None = None
     while True:
         message = await read_message(upstream.stream, upstream.codec)
         if isinstance(message, be.DataRow):
-            oid, schema, table = message.values()
-            if oid is None or schema is None or table is None:
+            values = message.values()
+            if len(values) != width or any(value is None for value in values):
                 raise ProtocolError("the catalog returned an incomplete row")
-            names[int(oid)] = f"{schema.decode()}.{table.decode()}"
+            rows.append([value for value in values if value is not None])
         elif isinstance(message, be.ErrorResponse):
             error = message.named().get("message", "error")
         elif isinstance(message, be.ReadyForQuery):
             if error is not None:
                 raise MaskingError(f"the catalog could not be read: {error}")
-            return names
+            return rows

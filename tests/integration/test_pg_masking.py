@@ -76,6 +76,21 @@ def test_column_rules_mask_psql_output_and_leave_other_columns(gw: Gateway, pg: 
         assert real not in done.stdout
 
 
+def test_an_alias_does_not_hide_a_masked_column(gw: Gateway, pg: PgServer) -> None:
+    emails = _direct(pg, "select email from customers order by id limit 3")
+    ids = _direct(pg, "select national_id from customers order by id limit 3")
+    for sql in (
+        "select email as contact, national_id as n from customers order by id limit 3",
+        "select c, n from (select email as c, national_id as n, id from customers) s"
+        " order by id limit 3",
+    ):
+        done = gw.psql("-At", "-c", sql)
+        assert done.returncode == 0, done.stderr
+        assert not any(value in done.stdout for value in [*emails, *ids]), sql
+        rows = [line.split("|") for line in done.stdout.strip().splitlines()]
+        assert all(c.endswith(e[-4:]) for (c, _), e in zip(rows, emails, strict=True))
+
+
 def test_hmac_tokens_are_stable_and_keep_equality(gw: Gateway, pg: PgServer) -> None:
     first = gw.psql("-At", "-c", "select national_id from customers order by id limit 3")
     again = gw.psql("-At", "-c", "select national_id from customers order by id limit 3")

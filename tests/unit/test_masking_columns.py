@@ -99,3 +99,24 @@ def test_first_matching_rule_decides_the_column() -> None:
     row, rules = masker.mask_row(plan, [b"4111111111111111", b"Alice"])
     assert row == [b"************1111", b"[redacted]"]
     assert rules == ["cards", "everything"]
+
+
+def test_an_alias_is_covered_through_the_source_column() -> None:
+    # `SELECT email AS contact FROM crm.users`: the client sees `contact`; the
+    # protocol tells the table column it comes from.
+    masker = Masker([MaskRule("m", columns=("users.email",))], b"k" * 32)
+    aliased = Column("contact", "crm.users", True, source="email")
+    assert masker.plan([aliased]) is not None
+    other = Column("contact", "crm.users", True, source="phone")
+    assert masker.plan([other]) is None
+    elsewhere = Column("contact", "crm.orders", True, source="email")
+    assert masker.plan([elsewhere]) is None
+
+
+def test_the_catalog_query_escapes_every_glob() -> None:
+    from hoopd.protocols.postgres.masking import _column_names_sql
+
+    sql = _column_names_sql(["e?ail*", "50%_off", "it's\\odd"])
+    assert "E'e_ail%'" in sql
+    assert "E'50\\\\%\\\\_off'" in sql  # LIKE's own escapes, then the string's
+    assert "E'it\\'s\\\\\\\\odd'" in sql
