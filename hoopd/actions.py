@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from hoopd.events import SqlClassification
+from hoopd.events import HostClassification, SqlClassification
 from hoopd.identity.scope import ACTIONS
 
 READ, WRITE, ADMIN = range(3)
@@ -52,6 +52,26 @@ SQL_FUNCTION_LEVELS: Final[dict[str, int]] = {
     ),
 }  # fmt: skip
 """Functions that raise a statement above what its kinds need (bare or pg_catalog.)."""
+
+
+HOST_KIND_LEVELS: Final[dict[str, int]] = {
+    **dict.fromkeys(("sftp-read", "sftp-list"), READ),
+    **dict.fromkeys(
+        ("exec", "sftp-write", "sftp-remove", "sftp-rename", "sftp-mkdir", "sftp-setstat",
+         "forward"),
+        WRITE,
+    ),
+}  # fmt: skip
+"""The level each host command kind needs (an interactive shell, a subsystem other
+than SFTP, remote forwarding, agent and X11 forwarding need ``admin``): a command
+line can do anything its account can, so even ``exec`` is more than ``read``."""
+
+
+def level_of(classification: SqlClassification) -> int:
+    """The action index a command with this classification needs."""
+    if isinstance(classification, HostClassification):
+        return max((HOST_KIND_LEVELS.get(k, ADMIN) for k in classification.kinds), default=ADMIN)
+    return sql_level(classification)
 
 
 def sql_level(classification: SqlClassification) -> int:

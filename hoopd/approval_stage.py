@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -25,9 +25,11 @@ from hoopd.approvals.store import ApprovalStore
 from hoopd.approvals.wait import wait_for_decision
 from hoopd.approvals.webhook import announce
 from hoopd.config import ApprovalsConfig
-from hoopd.events import SqlStatement
 from hoopd.identity.base import Identity
 from hoopd.policy.verdict import Verdict
+
+if TYPE_CHECKING:
+    from hoopd.pipeline import Command
 
 log = logging.getLogger("hoopd.approvals")
 
@@ -64,7 +66,7 @@ class ApprovalStage:
         identity: Identity,
         connection: str,
         protocol: str,
-        command: SqlStatement,
+        command: Command,
         verdict: Verdict,
         notify: Notify,
         client_gone: ClientGone,
@@ -80,8 +82,8 @@ class ApprovalStage:
                 actor_chain=identity.actor_chain,
                 connection=connection,
                 protocol=protocol,
-                command=command.sql,
-                command_digest=command_digest(protocol, connection, command.sql, command.params),
+                command=command.text,
+                command_digest=command_digest(protocol, connection, command.text, command.params),
                 rule=verdict.rule or "",
                 approver_groups=verdict.approvers,
                 min_approvals=verdict.min_approvals,

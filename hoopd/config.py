@@ -39,7 +39,8 @@ from hoopd.config_identity import (
     token_scope,
 )
 
-KNOWN_PROTOCOLS: Final[frozenset[str]] = frozenset({"postgres"})
+KNOWN_PROTOCOLS: Final[frozenset[str]] = frozenset({"postgres", "ssh"})
+SSH_AUTH_METHODS: Final = ("key", "password")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 DURABILITIES: Final = ("process-crash", "power-loss")
 TARGET_TLS_MODES: Final = ("disable", "require", "verify-full")
@@ -123,7 +124,11 @@ class SecretRef:
 
 @dataclass(frozen=True, slots=True)
 class TargetConfig:
-    """The system a connection leads to, and the credential hoopd presents to it."""
+    """The system a connection leads to, and the credential hoopd presents to it.
+
+    PostgreSQL targets use ``database`` and the TLS keys. SSH targets use ``ssh``;
+    their ``secret`` is a private key (``auth = "key"``) or a password.
+    """
 
     host: str
     port: int
@@ -133,6 +138,23 @@ class TargetConfig:
     tls: TargetTLS = "require"
     ca_file: Path | None = None
     server_name: str | None = None
+    ssh: SshTargetConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SshTargetConfig:
+    """How hoopd logs in to an SSH target and knows it is the right one.
+
+    ``auth``: the secret is a private key (``key``) or a password. The target's host
+    key must match ``host_key`` (one ``type base64`` line) or an entry for the target
+    in ``known_hosts``. ``logins`` are other target accounts a client may ask for
+    (``LOGIN+CONNECTION`` as its user name); the target ``user`` is the default.
+    """
+
+    auth: str = "key"
+    host_key: str | None = None
+    known_hosts: Path | None = None
+    logins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +411,7 @@ def _connections(tables: list[_Table], protocols: Set[str]) -> tuple[ConnectionC
         listen_text = c.text("listen", check=lambda v: _parse_listen(v)[1])
         host, port = _parse_listen(listen_text)[0] if listen_text else ("", 0)
         labels = c.text_map("labels")
-        target = _target(c.table("target", required=True), name)
+        target = _target(c.table("target", required=True), name, protocol)
         c.done()
         if name in names:
             c.problem("name", f"{name!r} is already used by connections[{names[name]}]")
@@ -408,7 +430,9 @@ def _connections(tables: list[_Table], protocols: Set[str]) -> tuple[ConnectionC
     return tuple(conns)
 
 
-def _target(t: _Table, connection: str) -> TargetConfig:
+def _target(t: _Table, connection: str, protocol: str) -> TargetConfig:
+    if protocol == "ssh":
+        return _ssh_target(t, connection)
     host = t.text("host")
     port = t.integer("port", None, 1, 65535)
     database = t.text("database")
@@ -428,6 +452,33 @@ def _target(t: _Table, connection: str) -> TargetConfig:
     return TargetConfig(
         host, port, database, user, secret, cast(TargetTLS, tls), ca_file, server_name
     )
+
+
+def _ssh_target(t: _Table, connection: str) -> TargetConfig:
+    host = t.text("host")
+    port = t.integer("port", 22, 1, 65535)
+    user = t.text("user")
+    secret = _secret(t, connection)
+    auth = t.choice("auth", SSH_AUTH_METHODS, "key")
+    host_key = t.optional_text("host_key", check=_check_host_key)
+    known_hosts = t.path("known_hosts")
+    logins = t.text_list("logins")
+    t.done()
+    if host_key is None and known_hosts is None and not {"host_key", "known_hosts"} & t.failed:
+        t.problem(
+            "host_key",
+            "required (or known_hosts): hoopd verifies the target's host key and refuses a"
+            " target it cannot verify",
+        )
+    ssh = SshTargetConfig(auth, host_key, known_hosts, logins)
+    return TargetConfig(host, port, "", user, secret, "disable", ssh=ssh)
+
+
+def _check_host_key(value: str) -> str | None:
+    parts = value.split()
+    if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-", "sk-")):
+        return "must be a public key line such as 'ssh-ed25519 AAAA...'"
+    return None
 
 
 def _secret(t: _Table, connection: str) -> SecretRef:

@@ -8,7 +8,7 @@ never needs to know which protocol a command came from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 _RECORD_CACHE_ENTRIES = 10_000
 _CLASSIFICATION_RECORDS: dict[SqlClassification, dict[str, Any]] = {}
@@ -88,6 +88,11 @@ class SqlStatement:
     statement_name: str | None = None
     portal_name: str | None = None
 
+    @property
+    def text(self) -> str:
+        """The command as text (for approvals and logs): the SQL."""
+        return self.sql
+
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
             "sql": self.sql,
@@ -100,6 +105,75 @@ class SqlStatement:
             record["statement_name"] = self.statement_name
         if self.portal_name:
             record["portal_name"] = self.portal_name
+        return record
+
+
+HOST_KINDS: Final = frozenset(
+    {
+        "exec", "shell", "subsystem",
+        "sftp-read", "sftp-write", "sftp-list", "sftp-remove", "sftp-rename", "sftp-mkdir",
+        "sftp-setstat",
+        "forward", "remote-forward", "agent-forward", "x11",
+    }
+)  # fmt: skip
+"""The kinds of command a host reached over SSH receives (docs/policy.md)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostClassification(SqlClassification):
+    """What the policy knows of a host command. Every command is judged by a
+    classification; a host command's SQL facts (tables, functions, ...) are empty,
+    so rules on them never match it, and its own facts are these: the command line
+    and its program (the basename of ``argv[0]``), the paths an SFTP operation
+    touches, the ``host:port`` a forward opens."""
+
+    command_line: str = ""
+    program: str = ""
+    paths: frozenset[str] = frozenset()
+    destination: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HostCommand:
+    """One command for a host reached over SSH, about to be carried out.
+
+    ``kind`` is one of :data:`HOST_KINDS`; ``text`` the command line (``exec``), the
+    subsystem's name, or the operation written out (``open /etc/shadow for read``);
+    ``argv`` the command line split as a POSIX shell would (empty when it cannot
+    be); ``paths`` and ``destination`` what an SFTP operation or a forward names.
+    """
+
+    kind: str
+    text: str
+    argv: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    destination: str = ""
+    origin: str = "ssh"
+
+    @property
+    def classification(self) -> HostClassification:
+        program = self.argv[0].rsplit("/", 1)[-1] if self.argv else ""
+        return HostClassification(
+            kinds=frozenset({self.kind}),
+            command_line=self.text,
+            program=program,
+            paths=frozenset(self.paths),
+            destination=self.destination,
+        )
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """What an approval's digest covers besides the text."""
+        return (*self.paths, self.destination) if self.paths or self.destination else ()
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"kind": self.kind, "text": self.text, "origin": self.origin}
+        if self.argv:
+            record["argv"] = list(self.argv)
+        if self.paths:
+            record["paths"] = list(self.paths)
+        if self.destination:
+            record["destination"] = self.destination
         return record
 
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from hoopd.actions import ADMIN, action_name, sql_level
-from hoopd.events import CommandResult, SqlStatement
+from hoopd.actions import ADMIN, action_name, level_of
+from hoopd.events import CommandResult, HostCommand, SqlStatement
 from hoopd.identity.base import Identity
 from hoopd.policy.verdict import Subject, Verdict
 from hoopd.recording.journal import RecorderError, SessionRecorder
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from hoopd.approval_stage import ApprovalStage, ClientGone, Notify
     from hoopd.policy.policy import Policy
 
-Command = SqlStatement
+Command = SqlStatement | HostCommand
+"""What a protocol engine hands the pipeline: every command has ``text``,
+``params``, ``classification`` and ``to_record()``."""
 
 
 class CommandRefused(Exception):
@@ -268,12 +270,13 @@ def _beyond_scope(session: Session, command: Command) -> Refusal | None:
     granted = session.granted_level
     if granted >= ADMIN:
         return None  # the common case costs one comparison
-    needed = sql_level(command.classification)
+    needed = level_of(command.classification)
     if needed <= granted:
         return None
     message = (
         f"the token's scope allows {action_name(granted)} on {session.connection};"
-        f" this statement needs {action_name(needed)}"
+        f" this {'statement' if isinstance(command, SqlStatement) else 'command'} needs"
+        f" {action_name(needed)}"
     )
     return Refusal(message, None, "scope")
 

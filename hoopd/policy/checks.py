@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final, Protocol
 
-from hoopd.events import SqlClassification
+from hoopd.events import HostClassification, SqlClassification
 from hoopd.policy.names import Globs, SqlNames
 from hoopd.policy.verdict import Subject
 
@@ -260,6 +260,49 @@ class FlagCheck:
 
     def describe(self, subject: Subject, c: SqlClassification) -> str:
         return f"it is {str(self._value(c)).lower()}"
+
+
+class HostGlobCheck:
+    """command, program, paths, destination: what a host command names, against
+    any-of globs. A SQL statement names none of these, so it never matches."""
+
+    __slots__ = ("_values", "cost", "globs", "key")
+
+    def __init__(
+        self, key: str, globs: Globs, values: Callable[[HostClassification], Iterable[str]]
+    ) -> None:
+        self.key, self.globs, self._values, self.cost = key, globs, values, 3
+
+    def holds(self, subject: Subject, c: SqlClassification) -> bool:
+        if not isinstance(c, HostClassification):
+            return False
+        return any(self.globs.matches(value) for value in self._values(c))
+
+    def describe(self, subject: Subject, c: SqlClassification) -> str:
+        if not isinstance(c, HostClassification):
+            return "a SQL statement has no " + self.key
+        values = list(self._values(c))
+        for value in values:
+            pattern = self.globs.first_match(value)
+            if pattern is not None:
+                return f"{value!r} matches {pattern!r}"
+        return f"{_listed(values)}, none matching {_listed(self.globs.patterns)}"
+
+
+def command_line_of(c: HostClassification) -> Iterable[str]:
+    return (c.command_line,) if c.command_line else ()
+
+
+def program_of(c: HostClassification) -> Iterable[str]:
+    return (c.program,) if c.program else ()
+
+
+def paths_of(c: HostClassification) -> Iterable[str]:
+    return c.paths
+
+
+def destination_of(c: HostClassification) -> Iterable[str]:
+    return (c.destination,) if c.destination else ()
 
 
 def where_absent(c: SqlClassification) -> bool:

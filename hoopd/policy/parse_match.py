@@ -10,7 +10,7 @@ from typing import Final
 from yaml.nodes import Node, ScalarNode
 
 from hoopd.config import KNOWN_PROTOCOLS
-from hoopd.events import SqlClassification
+from hoopd.events import HOST_KINDS, HostClassification, SqlClassification
 from hoopd.policy import checks
 from hoopd.policy.checks import Check, Match
 from hoopd.policy.names import (
@@ -44,6 +44,10 @@ MATCH_KEYS: Final = (
     "where_absent",
     "multi_statement",
     "opaque",
+    "command",
+    "program",
+    "paths",
+    "destination",
 )
 
 _HINTS: Final = {
@@ -57,6 +61,13 @@ _TABLE_VALUES: Final[dict[str, Callable[[SqlClassification], Iterable[str]]]] = 
     checks.TABLES_READ: checks.tables_read,
     checks.TABLES_WRITTEN: checks.tables_written,
     checks.TABLES: checks.tables_any,
+}
+
+_HOST_VALUES: Final[dict[str, Callable[[HostClassification], Iterable[str]]]] = {
+    "command": checks.command_line_of,
+    "program": checks.program_of,
+    "paths": checks.paths_of,
+    "destination": checks.destination_of,
 }
 
 _FLAGS: Final[dict[str, Callable[[SqlClassification], bool]]] = {
@@ -106,6 +117,9 @@ def _parse_key(reader: Reader, key: str, node: Node, what: str) -> list[Check] |
     if key in _TABLE_VALUES:
         names = _sql_names(reader, node, what, TABLE_SCHEMAS)
         return None if names is None else [checks.NamesCheck(key, names, _TABLE_VALUES[key])]
+    if key in _HOST_VALUES:
+        globs = _globs(reader, node, what)
+        return None if globs is None else [checks.HostGlobCheck(key, globs, _HOST_VALUES[key])]
     if key == "functions":
         names = _sql_names(reader, node, what, FUNCTION_SCHEMAS)
         return None if names is None else [checks.NamesCheck(key, names, checks.functions)]
@@ -196,8 +210,8 @@ def _kinds(reader: Reader, node: Node, what: str) -> list[str] | None:
         return None
     ok = True
     for value, item in values:
-        if value not in KINDS:
-            close = difflib.get_close_matches(value, sorted(KINDS), n=1)
+        if value not in KINDS and value not in HOST_KINDS:
+            close = difflib.get_close_matches(value, sorted(KINDS | HOST_KINDS), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             reader.problem(
                 item, f"{what}: unknown kind {value!r} ({hint}see docs/classification.md)"

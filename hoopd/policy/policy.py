@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
-from hoopd.events import SqlClassification, SqlStatement
+from hoopd.events import HostCommand, SqlClassification, SqlStatement
 from hoopd.policy.rules import DefaultsEntry, MaskRule, Rule
 from hoopd.policy.verdict import Subject, Verdict
 
@@ -65,7 +65,7 @@ class Policy:
         """The mask rules, parsed and validated, in policy order. ``judge`` ignores them."""
         return self._masks
 
-    def judge(self, subject: Subject, command: SqlStatement) -> Verdict:
+    def judge(self, subject: Subject, command: SqlStatement | HostCommand) -> Verdict:
         """Decide on one command. Never raises.
 
         Among the rules whose ``match`` holds, the first deny decides; failing that

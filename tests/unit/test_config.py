@@ -258,7 +258,7 @@ ERROR_CASES = [
     (
         _set("connections.0.protocol", "mysql"),
         "connections[0].protocol",
-        "must be one of postgres (got 'mysql')",
+        "must be one of postgres, ssh (got 'mysql')",
     ),
     (_set("gateway", ...), "gateway", "missing (required)"),
     (_set("gateway.data_dir", ...), "gateway.data_dir", "missing (required)"),

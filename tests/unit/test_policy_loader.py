@@ -273,7 +273,7 @@ def test_bad_table_patterns_and_protocols_are_refused(tmp_path: Path) -> None:
         " (two dots in a row, or a dot at an end)",
         f"{path}:4: rule 'r': match.tables: 'w.x.y.z' has more than three parts"
         " (database.schema.name at most)",
-        f"{path}:5: rule 'r': match.protocol: unknown protocol 'postgress' (known: postgres)",
+        f"{path}:5: rule 'r': match.protocol: unknown protocol 'postgress' (known: postgres, ssh)",
     ]
 
 
