@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Protocol
@@ -70,10 +70,12 @@ class ProtocolEngine(Protocol):
     ) -> None: ...
 
 
-def load_plugins() -> dict[str, ProtocolEngine]:
-    """Every installed protocol engine, by protocol name."""
+def load_plugins(protocols: Collection[str]) -> dict[str, ProtocolEngine]:
+    """The installed engines for ``protocols``, by protocol name (a protocol with no
+    engine installed is left out; the caller says so). Engines for protocols the
+    configuration does not use are not imported."""
     plugins: dict[str, ProtocolEngine] = {}
     for entry in entry_points(group="hoopd.protocols"):
-        plugin = entry.load()
-        plugins[entry.name] = plugin
+        if entry.name in protocols:
+            plugins[entry.name] = entry.load()
     return plugins

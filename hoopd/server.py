@@ -141,8 +141,8 @@ async def serve(
     Raises ``StartupError`` before anything listens if the configuration cannot
     be served (secrets missing, address in use, unknown protocol).
     """
-    plugins = load_plugins()
     listeners = group_listeners(config)
+    plugins = load_plugins({listener.protocol for listener in listeners})
     for listener in listeners:
         if listener.protocol not in plugins:
             raise StartupError(f"no engine installed for protocol {listener.protocol!r}")
