@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from hoopd.identity.oidc import request_json
+from hoopd.identity.http_json import request_json
 
 DEVICE_CODE_GRANT: Final = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_INTERVAL_SECONDS: Final = 5.0  # RFC 8628 section 3.2

@@ -42,7 +42,7 @@ from hoopd.identity.device_flow import (
     poll_for_token,
     start_device_flow,
 )
-from hoopd.identity.oidc import request_json, url_allowed
+from hoopd.identity.http_json import request_json, url_allowed
 from hoopd.tokens.api import TOKEN_PATH
 from hoopd.tokens.service import ACCESS_TOKEN_TYPE, GRANT_TYPE
 

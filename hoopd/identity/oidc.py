@@ -24,15 +24,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import ipaddress
 import json
 import math
 import re
-import ssl
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +41,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from hoopd.config_identity import SIGNING_ALGORITHMS, OidcIssuerConfig
 from hoopd.identity.base import Identity
+from hoopd.identity.http_json import fetch_json_url, url_allowed
 
 LEEWAY_SECONDS: Final = 30.0
 MAX_TOKEN_CHARS: Final = 16 * 1024
-MAX_DOCUMENT_BYTES: Final = 1024 * 1024
-FETCH_TIMEOUT_SECONDS: Final = 10.0
 MAX_KEYS: Final = 64
 MIN_RSA_BITS: Final = 2048
 TOKEN_ID_PREFIX: Final = "oidc:"
@@ -421,87 +415,3 @@ def _shown(value: object) -> str:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-# -- HTTP ------------------------------------------------------------------------------
-
-
-def url_allowed(url: str) -> bool:
-    """https with a host, or http to a loopback host (a provider on this machine)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return True
-    return parts.scheme == "http" and _loopback(parts.hostname)
-
-
-def _loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect must not lead from https to plain http elsewhere.
-    def redirect_request(
-        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
-    ) -> urllib.request.Request | None:
-        if not url_allowed(newurl):
-            raise urllib.error.URLError(f"redirect to a disallowed URL {newurl!r}")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def request_json(
-    url: str,
-    *,
-    ca_file: Path | None = None,
-    form: Mapping[str, str] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> tuple[int, Any]:
-    """GET ``url`` (POST ``form`` url-encoded when given); the status and parsed JSON body.
-
-    Blocking. An error status still returns its JSON body (OAuth errors travel in
-    one). Raises ``ValueError`` for a disallowed URL, a body over
-    :data:`MAX_DOCUMENT_BYTES` or one that is not JSON, ``OSError`` for transport
-    failures. https is verified against the system store, or only ``ca_file``.
-    """
-    if not url_allowed(url):
-        raise ValueError(f"{url!r} is not https (or http to a loopback address)")
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    handlers: list[urllib.request.BaseHandler] = [
-        urllib.request.HTTPSHandler(context=context),
-        _CheckedRedirects(),
-    ]
-    if _loopback(urllib.parse.urlsplit(url).hostname):
-        handlers.append(urllib.request.ProxyHandler({}))  # no proxy can reach our loopback
-    opener = urllib.request.build_opener(*handlers)
-    data = urllib.parse.urlencode(form).encode() if form is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Accept": "application/json"})
-    for name, value in (headers or {}).items():
-        request.add_header(name, value)
-    try:
-        response = opener.open(request, timeout=FETCH_TIMEOUT_SECONDS)
-    except urllib.error.HTTPError as error:
-        response = error
-    with response:
-        status = int(response.status or 0)
-        body = response.read(MAX_DOCUMENT_BYTES + 1)
-    if len(body) > MAX_DOCUMENT_BYTES:
-        raise ValueError(f"{url} answered more than {MAX_DOCUMENT_BYTES} bytes")
-    try:
-        return status, json.loads(body)
-    except ValueError as exc:
-        raise ValueError(f"{url} answered HTTP {status} with a body that is not JSON") from exc
-
-
-async def fetch_json_url(url: str, ca_file: Path | None) -> Any:
-    """The default :data:`FetchJson`: :func:`request_json` in a worker thread; raises
-    ``ValueError`` unless the answer is HTTP 200 with JSON."""
-    status, document = await trio.to_thread.run_sync(
-        lambda: request_json(url, ca_file=ca_file), abandon_on_cancel=True
-    )
-    if status != 200:
-        raise ValueError(f"{url} answered HTTP {status}")
-    return document

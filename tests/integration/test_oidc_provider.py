@@ -23,7 +23,8 @@ from hoopd.identity.device_flow import (
     poll_for_token,
     start_device_flow,
 )
-from hoopd.identity.oidc import OidcAccepted, OidcRejected, OidcVerifier, fetch_json_url
+from hoopd.identity.http_json import fetch_json_url
+from hoopd.identity.oidc import OidcAccepted, OidcRejected, OidcVerifier
 from tests.support.oidc import (
     ACCOUNT_GROUPS,
     DEVICE_CLIENT_ID,

@@ -26,15 +26,13 @@ from jose import jwt as jose_jwt
 
 from hoopd.config_identity import OidcIssuerConfig
 from hoopd.identity.base import Identity, TokenVerifier
+from hoopd.identity.http_json import MAX_DOCUMENT_BYTES, fetch_json_url, url_allowed
 from hoopd.identity.oidc import (
     LEEWAY_SECONDS,
-    MAX_DOCUMENT_BYTES,
     MAX_TOKEN_CHARS,
     OidcAccepted,
     OidcRejected,
     OidcVerifier,
-    fetch_json_url,
-    url_allowed,
 )
 
 NOW = 1_800_000_000.0
