@@ -13,6 +13,11 @@ have setpriv || need+=(util-linux)
 if [[ "${1:-}" == "--test" ]]; then
   have curl || need+=(curl)
   have npm || need+=(nodejs npm)  # the tests' OpenID Connect provider runs on node
+  [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)  # the SSH tests' target
+  have ssh || need+=(openssh-client)  # ssh, scp, sftp, ssh-keygen
+  have rsync || need+=(rsync)
+  have git || need+=(git)
+  have tmux || need+=(tmux)  # interactive SSH sessions in the tests
 fi
 if [[ "${1:-}" == "--bench" ]]; then
   have pgbouncer || need+=(pgbouncer)

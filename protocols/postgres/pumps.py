@@ -80,6 +80,7 @@ class SessionPumps:
             # rows whose columns are unknown are never sent unexamined.
             self.target_codec.pass_through = _DECODE_EVERYTHING
         self.end = SessionEnd("client closed the connection")
+        self._client_left = False
         # Both pumps may write to the client (results; notices while a command waits
         # for approval): a write that has to wait keeps the other one out.
         self._client_busy = False
@@ -122,10 +123,15 @@ class SessionPumps:
                 for message, command in zip(messages, commands, strict=True):
                     forwarded(message, command, next(numbers).number if command else None)
                 out = codec.take_consumed()
+            leaving = closed or any(type(message) is fe.Terminate for message in messages)
+            if leaving:
+                # Said before the Terminate goes out: the target closing in answer to it
+                # must not be recorded as the target's doing.
+                self._client_left = True
+                self.end = SessionEnd("client closed the connection")
             if out:
                 await send(out)
-            if closed or any(type(message) is fe.Terminate for message in messages):
-                self.end = SessionEnd("client closed the connection")
+            if leaving:
                 return
 
     async def _screen_parses(self, messages: Sequence[Message]) -> dict[int, Refusal]:
@@ -225,7 +231,8 @@ class SessionPumps:
             if out:
                 await self._to_client(out)
             if closed:
-                self.end = SessionEnd("target closed the connection")
+                if not self._client_left:
+                    self.end = SessionEnd("target closed the connection")
                 return
 
     async def notify(self, text: str) -> None:
