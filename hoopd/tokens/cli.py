@@ -30,6 +30,8 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 import trio
+from jose import jwt
+from jose.exceptions import JWTError
 
 from hoopd.config import ConfigError, GatewayConfig, load_config, token_store_dir
 from hoopd.identity.oidc import TOKEN_ID_PREFIX as OIDC_ID_PREFIX
@@ -65,6 +67,11 @@ def add_token_actions(actions: argparse._SubParsersAction[Any]) -> None:
         "--ttl", type=int, metavar="SECONDS", help="lifetime (default: [identity] default)"
     )
     exchange.add_argument("--actor", metavar="NAME", help="the actor the new token is for")
+    exchange.add_argument(
+        "--json",
+        action="store_true",
+        help="print the whole answer as JSON, with the new token's id (for hoopd revoke)",
+    )
     where = exchange.add_mutually_exclusive_group(required=True)
     where.add_argument(
         "--admin", metavar="URL", help="a gateway's admin API, e.g. http://127.0.0.1:8081"
@@ -135,8 +142,21 @@ def _exchange(args: argparse.Namespace) -> int:
     if status != 200 or not isinstance(body.get("access_token"), str):
         code = body.get("error", f"HTTP {status}")
         return _fail(f"token exchange refused: {code}: {body.get('error_description', '')}")
-    print(body["access_token"])
+    if args.json:
+        print(json.dumps({**body, "token_id": _token_id(body["access_token"])}))
+    else:
+        print(body["access_token"])
     return EXIT_OK
+
+
+def _token_id(token: str) -> str | None:
+    """The id `hoopd revoke` takes for a gateway token (read, not verified: the token
+    was just received from the gateway)."""
+    try:
+        jti = jwt.get_unverified_claims(token).get("jti")
+    except JWTError:
+        return None
+    return TOKEN_ID_PREFIX + jti if isinstance(jti, str) else None
 
 
 def _exchange_local(path: Path, form: dict[str, str]) -> tuple[int, dict[str, Any]] | str:

@@ -410,6 +410,19 @@ def test_exchange_prints_only_the_new_token(
     assert "invalid_scope" in err and "db:write" in err and token not in err
 
 
+def test_exchange_json_names_the_new_token_so_it_can_be_revoked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    monkeypatch.setenv("HOOPD_TOKEN", ALICE)
+    argv = ["token", "exchange", "--scope", "db:read", "--json", "--config", str(config)]
+    assert run_cli(argv) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["token_id"] == "gt:" + jwt.get_unverified_claims(answer["access_token"])["jti"]
+    assert answer["scope"] == "db:read"
+    assert run_cli(["revoke", answer["token_id"], "--config", str(config)]) == 0
+
+
 def test_exchange_through_a_gateways_admin_api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
