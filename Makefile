@@ -34,6 +34,7 @@ check: lint typecheck test
 
 fuzz: $(STAMP)
 	$(PY) fuzz/fuzz_pg_codec.py -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus
+	$(PY) fuzz/fuzz_sftp_codec.py -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus-sftp
 
 bench: $(STAMP)
 	packaging/system-deps.sh --bench
