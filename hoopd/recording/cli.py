@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hoopd.recording import render
+from hoopd.recording.asciicast import NoTerminal, asciicast_lines
 from hoopd.recording.datadir import DataDirError, resolve_data_dir
 from hoopd.recording.frames import Record
 from hoopd.recording.lock import LockHeld
@@ -46,6 +47,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     replay.add_argument("session_id", metavar="ID", help="session id (or a unique prefix)")
     _location(replay)
     replay.add_argument("--json", action="store_true", help="one JSON object per record")
+    replay.add_argument(
+        "--format",
+        choices=("text", "json", "asciicast"),
+        help="text (default), json (as --json), or asciicast: a terminal channel as an"
+        " asciicast v2 file for asciinema",
+    )
+    replay.add_argument(
+        "--channel",
+        type=int,
+        metavar="N",
+        help="with --format asciicast: the channel (default: the first with a terminal)",
+    )
     replay.set_defaults(func=_with_data_dir(_replay))
 
     audit = subparsers.add_parser("audit", help="check or rebuild recordings")
@@ -126,7 +139,17 @@ def _replay(args: argparse.Namespace, data_dir: Path, out: TextIO) -> int:
             problems.extend(checker.check(record))
             yield record
 
-    if args.json:
+    form = args.format or ("json" if args.json else "text")
+    if form == "asciicast":
+        try:
+            title = f"hoopd session {summary.session_id}"
+            lines = list(asciicast_lines(checked(), args.channel, title))
+        except NoTerminal as exc:
+            print(f"hoopd: {exc}", file=sys.stderr)
+            return EXIT_PROBLEM
+        for line in lines:
+            print(line, file=out)
+    elif form == "json":
         for record in checked():
             print(render.record_json(record), file=out)
     else:
