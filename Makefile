@@ -40,6 +40,7 @@ bench: $(STAMP)
 	packaging/system-deps.sh --bench
 	$(PY) bench/pg_bench.py
 	$(PY) bench/revocation.py
+	$(PY) bench/ssh_bench.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -172,6 +172,7 @@ async def _serve_with(
     approvals: ApprovalStore | None = None
     try:
         gateway = build_gateway(config, journal, trust.authenticator)
+        _prepare_engines(plugins, gateway)
         gateway.live.end_at_expiry = config.identity.end_sessions_at_expiry
         approvals = _open_approvals(config)
         reloader = _policy_reloader(config, gateway.pipeline)
@@ -201,6 +202,19 @@ async def _serve_with(
     finally:
         if approvals is not None:
             approvals.close()
+
+
+def _prepare_engines(plugins: dict[str, ProtocolEngine], gateway: Gateway) -> None:
+    """Let engines that keep state on disk (the SSH host key) set it up before
+    anything listens: an optional ``prepare(gateway)`` method."""
+    for engine in plugins.values():
+        prepare = getattr(engine, "prepare", None)
+        if prepare is None:
+            continue
+        try:
+            prepare(gateway)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"the {engine.name} engine cannot start: {exc}") from exc
 
 
 @contextlib.contextmanager

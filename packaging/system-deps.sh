@@ -21,6 +21,8 @@ if [[ "${1:-}" == "--test" ]]; then
 fi
 if [[ "${1:-}" == "--bench" ]]; then
   have pgbouncer || need+=(pgbouncer)
+  [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)  # the SSH benchmark's target
+  have ssh || need+=(openssh-client)
 fi
 
 if ((${#need[@]})); then

@@ -1,0 +1,174 @@
+"""SSH benchmark: the target's sshd directly vs through hoopd (recording on), same run.
+
+    .venv/bin/python bench/ssh_bench.py          (also run by `make bench`)
+
+Starts a real OpenSSH sshd on 127.0.0.1 (as the tests do, tests/support/sshserver.py)
+and a gateway with one ssh connection to it (key auth, pinned host key), then times:
+
+* ``ssh host 'head -c N /dev/zero'`` with its output thrown away (BENCH_SSH_MB, default
+  500), once with OpenSSH's default cipher and once with ``aes128-gcm@openssh.com``;
+* ``scp`` (sftp mode) uploading a file of BENCH_SCP_MB (default 200) to the target.
+
+Each is run directly against sshd (the client key) and through hoopd (a gateway token
+through SSH_ASKPASS), BENCH_REPEATS times (default 1, median kept). It prints MB/s and
+the ratio to direct, writes the same to ``bench/results/ssh.json`` and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.sshclient import SshClient  # noqa: E402
+from tests.support.sshserver import SshServer, running_sshd  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "ssh.json"
+CIPHERS = {"default": [], "aes128-gcm": ["-c", "aes128-gcm@openssh.com"]}
+
+
+def _config(root: Path, sshd: SshServer, port: int, token_hash: str) -> Path:
+    config = root / "hoopd.toml"
+    config.write_text(
+        f"""[gateway]
+data_dir = "{root / "data"}"
+log_level = "warning"
+
+[[tokens]]
+identity = "bench"
+sha256 = "{token_hash}"
+expires = 2099-01-01T00:00:00Z
+
+[[connections]]
+name = "bench"
+protocol = "ssh"
+listen = "127.0.0.1:{port}"
+  [connections.target]
+  host = "127.0.0.1"
+  port = {sshd.port}
+  user = "{sshd.user}"
+  secret = {{ file = "{sshd.client_key}" }}
+  host_key = "{sshd.host_key}"
+"""
+    )
+    return config
+
+
+def _start_gateway(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hoopd", "serve", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("hoopd serve exited:\n" + log.read_text()[-2000:])
+        probe = subprocess.run(
+            ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"], capture_output=True
+        )
+        if probe.returncode == 0:
+            return process
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("hoopd serve did not start listening")
+
+
+def _timed(client: SshClient, argv: list[str]) -> float:
+    start = time.monotonic()
+    done = subprocess.run(
+        argv, env=client.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600
+    )
+    elapsed = time.monotonic() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')[-500:]}")
+    return elapsed
+
+
+def _stream(client: SshClient, megabytes: int, cipher: list[str]) -> float:
+    argv = ["ssh", *client.ssh_options(), "-p", str(client.port), *cipher, client.destination]
+    return megabytes / _timed(client, [*argv, f"head -c {megabytes}M /dev/zero"])
+
+
+def _upload(client: SshClient, source: Path, megabytes: int) -> float:
+    argv = ["scp", *client.ssh_options(), "-P", str(client.port), "-q"]
+    return megabytes / _timed(client, [*argv, str(source), client.remote("bench-upload.bin")])
+
+
+def _median(runs: int, measure: Callable[[], float]) -> float:
+    return float(statistics.median(measure() for _ in range(runs)))
+
+
+def main() -> int:
+    megabytes = int(os.environ.get("BENCH_SSH_MB", "500"))
+    scp_megabytes = int(os.environ.get("BENCH_SCP_MB", "200"))
+    repeats = int(os.environ.get("BENCH_REPEATS", "1"))
+    root = Path(tempfile.mkdtemp(prefix="hoopd-bench-ssh-"))
+    rows: list[dict[str, object]] = []
+    gateway: subprocess.Popen[bytes] | None = None
+    with running_sshd(root / "sshd") as sshd:
+        token = "hoopd_bench-" + secrets.token_urlsafe(24)
+        port = free_port()
+        config = _config(root, sshd, port, hashlib.sha256(token.encode()).hexdigest())
+        try:
+            gateway = _start_gateway(config, port, root / "hoopd.log")
+            direct = SshClient(
+                sshd.host, sshd.port, sshd.user, root / "direct",
+                identity_file=sshd.client_key, known_hosts=[sshd.known_hosts_line],
+            )  # fmt: skip
+            through = SshClient(
+                "127.0.0.1", port, "bench", root / "hoopd", password=token,
+                strict_host_key_checking="accept-new",
+            )  # fmt: skip
+            payload = root / "upload.bin"
+            with open(payload, "wb") as out:
+                out.truncate(scp_megabytes * 1024 * 1024)
+            for name, cipher in CIPHERS.items():
+                workload = f"ssh head -c {megabytes}M ({name})"
+                base = _median(repeats, partial(_stream, direct, megabytes, cipher))
+                rows.append({"path": "direct", "workload": workload, "mb_per_s": base})
+                mine = _median(repeats, partial(_stream, through, megabytes, cipher))
+                rows.append(
+                    {"path": "hoopd", "workload": workload, "mb_per_s": mine,
+                     "ratio_to_direct": mine / base}
+                )  # fmt: skip
+            workload = f"scp upload {scp_megabytes} MB"
+            base = _median(repeats, partial(_upload, direct, payload, scp_megabytes))
+            rows.append({"path": "direct", "workload": workload, "mb_per_s": base})
+            mine = _median(repeats, partial(_upload, through, payload, scp_megabytes))
+            rows.append(
+                {"path": "hoopd", "workload": workload, "mb_per_s": mine,
+                 "ratio_to_direct": mine / base}
+            )  # fmt: skip
+        finally:
+            if gateway is not None and gateway.poll() is None:
+                gateway.send_signal(signal.SIGTERM)
+                gateway.wait(timeout=30)
+    print(f"{'workload':38s} {'path':7s} {'MB/s':>8s} {'x direct':>9s}")
+    for row in rows:
+        ratio = row.get("ratio_to_direct")
+        shown = f"{ratio:.2f}x" if isinstance(ratio, float) else "-"
+        print(f"{row['workload']!s:38s} {row['path']!s:7s} {row['mb_per_s']:8.1f} {shown:>9s}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

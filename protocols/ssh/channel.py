@@ -1,0 +1,119 @@
+"""One session channel: its command through the pipeline, then the relay to a
+channel of the same kind on the target.
+
+Order, per channel: ``channel_open`` record -> the pipeline admits the command
+(judged, recorded; may wait for approval) -> a refused command gets ``hoopd:
+<message>`` on stderr and exit status 1, and never reaches the target -> else the
+target's channel opens (same command, subsystem, pty) and :mod:`.relay` carries
+data both ways until the target's side exits; its exit status or signal is
+recorded and passed back. The client's connection stays usable either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+from typing import Any
+
+import asyncssh
+
+from hoopd.events import HostCommand
+
+from .bridge import to_trio
+from .commands import host_command
+from .link import Link, RecordingFailed
+from .process import ChannelProcess
+from .relay import relay
+
+log = logging.getLogger("hoopd.ssh")
+
+REFUSED_STATUS = 1
+
+
+async def serve_channel(link: Link, process: ChannelProcess) -> None:
+    """Serve one channel to its end; never raises (the channel is closed)."""
+    number = link.next_channel()
+    command = host_command(process.command, process.subsystem)
+    try:
+        await link.record([("channel_open", _open_record(number, command, process))])
+
+        async def notify(text: str) -> None:
+            await to_trio(_say)(process, text)
+
+        refusal = await link.admit(command, notify, to_trio(process.channel.wait_closed))
+        if refusal is not None:
+            await _refuse(link, number, process, refusal.message)
+            return
+        try:
+            target = await link.upstream.create_process(
+                command=process.command,
+                subsystem=process.subsystem,
+                term_type=process.term_type,
+                term_size=process.term_size,
+                term_modes=process.term_modes,
+                encoding=None,
+            )
+        except (asyncssh.Error, OSError) as exc:
+            reason = exc.reason if isinstance(exc, asyncssh.Error) else str(exc)
+            await _refuse(link, number, process, f"the target refused the channel: {reason}")
+            return
+        await relay(link, number, process, target)
+        if link.ending:
+            await _closed_by_engine(process)
+    except RecordingFailed:
+        # Nothing more is forwarded; the engine ends the whole session.
+        await _closed_by_engine(process)
+    except Exception:
+        log.exception("session %s: channel %d failed", link.session.session_id, number)
+        process.close()
+
+
+async def _closed_by_engine(process: ChannelProcess) -> None:
+    """Keep the channel open (and listed as open) until the engine, ending the
+    session, has said why on it and closed it."""
+    with suppress(OSError, asyncssh.Error):
+        await process.channel.wait_closed()
+
+
+def _open_record(number: int, command: HostCommand, process: ChannelProcess) -> dict[str, Any]:
+    body: dict[str, Any] = {"channel": number, "type": command.kind, "command": command.text}
+    if process.term_type is not None:
+        cols, rows, _, _ = process.term_size
+        body["pty"] = {"term": process.term_type, "cols": cols, "rows": rows}
+    return body
+
+
+async def _say(process: ChannelProcess, text: str) -> None:
+    """The pipeline's message (already ``hoopd: ...``) on the channel's stderr, now."""
+    with suppress(OSError, asyncssh.Error):
+        process.stderr.write(_eol(process, text))
+        await process.stderr.drain()
+
+
+def say(process: ChannelProcess, text: str) -> None:
+    """Queue ``hoopd: text`` and a newline on the channel's stderr (best effort)."""
+    with suppress(OSError, asyncssh.Error):
+        process.stderr.write(_line(process, text))
+
+
+async def _refuse(link: Link, number: int, process: ChannelProcess, message: str) -> None:
+    line = _line(process, message)
+    await link.record(
+        [
+            ("stderr", {"channel": number, "data": line}),
+            ("exit", {"channel": number, "status": REFUSED_STATUS, "refused": True}),
+        ]
+    )
+    with suppress(OSError, asyncssh.Error):
+        process.stderr.write(line)
+        await process.stderr.drain()
+    process.exit(REFUSED_STATUS)
+
+
+def _line(process: ChannelProcess, text: str) -> bytes:
+    return _eol(process, f"hoopd: {text}")
+
+
+def _eol(process: ChannelProcess, text: str) -> bytes:
+    # A terminal in raw mode (a pty) moves down without returning on a bare newline.
+    return (text + ("\r\n" if process.term_type else "\n")).encode()

@@ -1,0 +1,62 @@
+"""The client's side of a connection until its session runs: the SSH handshake on
+an already-accepted socket, and the channels that arrive before the target is
+dialled (they wait for it)."""
+
+from __future__ import annotations
+
+import socket
+
+import asyncssh
+import trio
+
+from .auth import GatewayServer
+from .bridge import to_asyncio
+from .channel import serve_channel
+from .link import Link
+from .process import ChannelProcess
+
+CLIENT_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+"""Offered to clients: AES-GCM only (OpenSSH has had it since 6.2)."""
+
+
+class Pending:
+    """The link channels wait for: set once the target is dialled (or never)."""
+
+    def __init__(self) -> None:
+        self.link: Link | None = None
+        self.settled = trio.Event()
+        #: The channels being served, so the session's last words reach each.
+        self.open: set[ChannelProcess] = set()
+
+    async def channel(self, process: ChannelProcess) -> None:
+        """(asyncio) Serve a channel once the link is there. If it never is, the
+        session is ending, and its last words say why on this channel too."""
+        self.open.add(process)
+        try:
+            await to_asyncio(self.settled.wait)()
+            if self.link is not None:
+                await serve_channel(self.link, process)
+        finally:
+            self.open.discard(process)
+
+
+async def accept(
+    sock: socket.socket, server: GatewayServer, key: asyncssh.SSHKey, timeout: float
+) -> asyncssh.SSHServerConnection:
+    """(asyncio) The SSH handshake on ``sock``; returns once the client has logged in."""
+    return await asyncssh.run_server(
+        sock,
+        server_factory=lambda: server,
+        server_host_keys=[key],
+        server_version="hoopd",
+        encoding=None,
+        line_editor=False,
+        agent_forwarding=False,
+        x11_forwarding=False,
+        login_timeout=timeout,
+        connect_timeout=timeout,
+        keepalive_interval=30,
+        # The client picks the cipher (its first that we offer); OpenSSH prefers
+        # chacha20-poly1305, which asyncssh does far slower than AES-GCM.
+        encryption_algs=CLIENT_CIPHERS,
+    )

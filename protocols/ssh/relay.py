@@ -1,0 +1,154 @@
+"""Carrying one channel's data between the client and the target.
+
+Guarantees:
+
+- every chunk is recorded (``stdin``, ``stdout``, ``stderr``, with the channel
+  number) before it is forwarded: output is durable before the client sees it;
+  what arrived together is read (and recorded) as one chunk, up to ``CHUNK`` bytes;
+- flow control end to end: a chunk is forwarded and drained (the receiving side's
+  SSH window has room) before the next one is read, and asyncssh stops extending
+  the sending side's window while its buffer is full, so a slow reader slows the
+  writer instead of filling the gateway's memory;
+- window changes, signals and breaks from the client reach the target (window
+  changes and signals are recorded);
+- the client sees the target's exit status or signal, recorded first (``exit``);
+- the client closing its channel closes the target's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+from typing import Any
+
+import asyncssh
+from asyncssh.misc import SoftEOFReceived
+
+from .link import Link
+from .process import ChannelProcess
+
+log = logging.getLogger("hoopd.ssh")
+
+CHUNK = 128 * 1024
+
+_CONTROL = (asyncssh.TerminalSizeChanged, asyncssh.SignalReceived, asyncssh.BreakReceived)
+
+
+async def relay(
+    link: Link, number: int, process: ChannelProcess, target: asyncssh.SSHClientProcess[bytes]
+) -> None:
+    """Relay until the target's side has exited and its output has been forwarded."""
+    link.targets.add(target)
+    outputs = [
+        asyncio.ensure_future(_output(link, number, "stdout", target.stdout, process.stdout)),
+        asyncio.ensure_future(_output(link, number, "stderr", target.stderr, process.stderr)),
+    ]
+    helpers = [
+        asyncio.ensure_future(_input(link, number, process, target)),
+        asyncio.ensure_future(_close_when_client_leaves(process, target)),
+    ]
+    try:
+        await asyncio.gather(*outputs)  # raises the first failure (RecordingFailed)
+        await target.wait_closed()
+    finally:
+        # Every task ends with the relay, whichever way it ends.
+        for task in (*outputs, *helpers):
+            task.cancel()
+        await asyncio.gather(*outputs, *helpers, return_exceptions=True)
+        link.targets.discard(target)
+        target.close()
+    await _pass_exit(link, number, process, target)
+
+
+async def _output(
+    link: Link,
+    number: int,
+    kind: str,
+    source: asyncssh.SSHReader[bytes],
+    sink: asyncssh.SSHWriter[bytes],
+) -> None:
+    while True:
+        try:
+            data = await source.read(CHUNK)
+        except (OSError, asyncssh.Error):  # the target's connection broke
+            return
+        if not data:
+            return
+        await link.record([(kind, {"channel": number, "data": data})])
+        try:
+            sink.write(data)
+            await sink.drain()
+        except (OSError, asyncssh.Error):
+            return  # the client's channel is gone; _close_when_client_leaves closes ours
+
+
+async def _input(
+    link: Link, number: int, process: ChannelProcess, target: asyncssh.SSHClientProcess[bytes]
+) -> None:
+    while True:
+        try:
+            data = await process.stdin.read(CHUNK)
+        except _CONTROL as control:
+            record = _control_record(number, control)
+            if record is not None:
+                await link.record([record])
+            target.feed_exception(control)
+            continue
+        except SoftEOFReceived:
+            continue
+        if not data:
+            with suppress(OSError, asyncssh.Error):
+                target.stdin.write_eof()
+            return
+        await link.record([("stdin", {"channel": number, "data": data})])
+        target.stdin.write(data)
+        await target.stdin.drain()
+
+
+def _control_record(number: int, control: Exception) -> tuple[str, dict[str, Any]] | None:
+    if isinstance(control, asyncssh.TerminalSizeChanged):
+        return ("window", {"channel": number, "cols": control.width, "rows": control.height})
+    if isinstance(control, asyncssh.SignalReceived):
+        return ("signal", {"channel": number, "signal": control.signal})
+    return None
+
+
+async def _close_when_client_leaves(
+    process: ChannelProcess, target: asyncssh.SSHClientProcess[bytes]
+) -> None:
+    await process.channel.wait_closed()
+    target.close()
+
+
+async def _pass_exit(
+    link: Link, number: int, process: ChannelProcess, target: asyncssh.SSHClientProcess[bytes]
+) -> None:
+    if link.ending:
+        return  # the engine closes this channel, saying why
+    signal, status = target.exit_signal, target.exit_status
+    body: dict[str, Any] = {"channel": number}
+    records: list[tuple[str, dict[str, Any]]] = []
+    if signal is not None:
+        body["signal"] = signal[0]
+    elif status is not None and status >= 0:
+        body["status"] = status
+    else:
+        body["status"] = None
+        if not process.channel.is_closing():
+            # The target's side vanished: say so, or the client learns nothing.
+            gone = "connection" if link.upstream.is_closed() else "channel"
+            line = f"hoopd: the target closed the {gone} without an exit status\n".encode()
+            records.append(("stderr", {"channel": number, "data": line}))
+    await link.record([*records, ("exit", body)])
+    with suppress(OSError, asyncssh.Error):
+        for _kind, record in records:
+            process.stderr.write(record["data"])
+        process.stdout.write_eof()
+    if signal is not None:
+        name, core_dumped, message, lang = signal
+        process.exit_with_signal(name, core_dumped, message, lang)
+    elif body["status"] is not None:
+        process.exit(body["status"])
+    else:
+        process.close()
