@@ -201,10 +201,16 @@ def replay_lines(records: Iterable[Record]) -> Iterator[str]:
         prefix = timestamp(record.time, millis=True) + "  "
         if record.kind in ("result", "notice"):
             yield _INDENT + "-> " + _number(body) + _result(record.kind, body)
+        elif record.kind == "statement" and "kind" in body and "sql" not in body:
+            # A host command (SSH): its kind, then the command line or operation.
+            yield prefix + "command " + _number(body) + clean(f"[{body.get('kind')}]")
+            yield _INDENT + clean(str(body.get("text", "")))
+            yield from _verdict_lines(body)
         elif record.kind == "statement":
             heading = "statement " + _number(body) + _classification(body.get("classification"))
             yield prefix + heading.rstrip()
             yield from _sql_lines(body)
+            yield from _verdict_lines(body)
         elif record.kind == "session_start":
             yield prefix + "session start " + _start(body)
         elif record.kind == "auth":
@@ -283,6 +289,21 @@ def _sql_lines(body: Mapping[str, Any]) -> Iterator[str]:
     if params:
         shown = ", ".join(f"${i} = {_param(v)}" for i, v in enumerate(params, 1))
         yield _INDENT + "params: " + clean(shown)
+
+
+def _verdict_lines(body: Mapping[str, Any]) -> Iterator[str]:
+    """A line for a command that did not go through as sent: refused, or approved."""
+    verdict = body.get("verdict")
+    if isinstance(verdict, Mapping) and verdict.get("action") in ("deny", "approve"):
+        rule = verdict.get("rule")
+        by = (
+            f" by rule {rule}"
+            if rule
+            else (" by the token's scope" if verdict.get("scope") else "")
+        )
+        message = verdict.get("message")
+        text = f"{verdict.get('action')}{by}" + (f": {message}" if message else "")
+        yield _INDENT + clean(text)
 
 
 def _param(value: object) -> str:

@@ -532,7 +532,9 @@ class TmuxSession:
         """The command's exit status once it has exited, else None."""
         if not self.pane_dead():
             return None
-        return int(self.tmux("display-message", "-p", "-t", self.name, "#{pane_dead_status}"))
+        # tmux can report the pane dead a moment before it knows the status.
+        status = self.tmux("display-message", "-p", "-t", self.name, "#{pane_dead_status}")
+        return int(status) if status.strip().isdigit() else None
 
     def wait_exit(self, *, timeout: float = 15.0) -> int:
         """Wait for the command to exit; its exit status. AssertionError with the pane if not."""

@@ -243,3 +243,32 @@ async def test_an_unreadable_config_file_is_reported(tmp_path: Path) -> None:
     bad.write_text("[gateway\n")
     done = run_cli(["audit", "verify", "--config", str(bad)])
     assert done.status == 2 and "cannot read" in done.err
+
+
+async def test_replay_shows_host_commands_and_refusals(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    recorder = start(journal, protocol="ssh", connection="web1")
+    denied = {"action": "deny", "rule": "no-shadow", "message": "stays on the host"}
+    await recorder.append(
+        [
+            ("statement", {"kind": "exec", "text": "uptime", "origin": "ssh", "command": 1}),
+            (
+                "statement",
+                {"kind": "exec", "text": "cat /etc/shadow", "origin": "ssh", "command": 2,
+                 "verdict": denied},
+            ),
+        ]
+    )  # fmt: skip
+    await recorder.close("client closed the connection")
+    journal.close()
+    done = run_cli(["replay", recorder.session_id, "--data-dir", str(tmp_path)])
+    assert done.status == 0, done.err
+    order = [
+        "command #1 [exec]",
+        "uptime",
+        "command #2 [exec]",
+        "cat /etc/shadow",
+        "deny by rule no-shadow: stays on the host",
+    ]
+    positions = [done.out.index(fragment) for fragment in order]
+    assert positions == sorted(positions)
