@@ -12,6 +12,7 @@ from hoopd.masking.detector import REGEX_PREFIX
 from hoopd.masking.errors import MaskingError
 from hoopd.masking.masker import Masker, MaskPlan
 from hoopd.masking.rules import MASK_STYLES, Column, MaskRule, MaskStyle
+from hoopd.masking.stream import StreamMasker
 
 __all__ = [
     "DETECTORS",
@@ -23,4 +24,5 @@ __all__ = [
     "MaskStyle",
     "Masker",
     "MaskingError",
+    "StreamMasker",
 ]

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from hoopd.masking.compiled import CompiledRule, compile_rules
+from hoopd.masking.detector import Detector
 from hoopd.masking.errors import MaskingError
 from hoopd.masking.rules import Column, MaskRule
-from hoopd.masking.scanner import Scanner, Unsettled
+from hoopd.masking.scanner import Edit, Scanner, Unsettled
 
 _PLAN_CACHE_ENTRIES: Final = 1024
 """Result shapes (and sets of rule names) remembered; both caches start over when full."""
@@ -146,6 +147,18 @@ class Masker:
         as a whole."""
         masked, bits = self._scanner.mask_text(text)
         return masked, self._rule_names(bits)
+
+    def text_edits(self, text: str) -> tuple[list[Edit], list[str]]:
+        """What :meth:`mask_text` changes in ``text``: ``(start, end, replacement)``
+        spans of ``text``, sorted and disjoint (applying them gives ``mask_text``'s
+        string), and the names of the rules that changed something. Never raises."""
+        edits, bits = self._scanner.edits(text)
+        return edits, self._rule_names(bits)
+
+    @property
+    def detectors(self) -> tuple[Detector, ...]:
+        """Every detector the rules name, each once, in rule order."""
+        return tuple(entry.detector for entry in self._scanner.entries)
 
     def _rule_names(self, bits: int) -> list[str]:
         names = self._names.get(bits)

@@ -23,6 +23,9 @@ before changed something; a chain of finds each hiding the next is rare past two
 
 UNSETTLED_TEXT: Final = "[redacted]"
 
+Edit = tuple[int, int, str]
+"""``(start, end, replacement)``: ``text[start:end]`` becomes ``replacement``."""
+
 
 class Unsettled(Exception):
     """Finds kept exposing further finds for more than :data:`MAX_PASSES` passes
@@ -87,12 +90,31 @@ class Scanner:
         except Unsettled as exc:
             return UNSETTLED_TEXT, exc.bits
 
-    def _mask(self, text: str, selected: list[Entry]) -> tuple[str, int]:
+    def edits(self, text: str) -> tuple[list[Edit], int]:
+        """What :meth:`mask_text` does to ``text``, as ``(start, end, replacement)``
+        spans of ``text`` (sorted, disjoint): applying them gives the same string.
+        Callers that keep other data positioned in the text (escape sequences of a
+        terminal stream) need to know where each replacement came from."""
+        selected = self._prefilter.select(text.encode("utf-8", "surrogatepass"))
+        if not selected:
+            return [], 0
+        edits: list[tuple[int, int, int, int]] = []  # (start now, end now, start, end)
+        try:
+            masked, bits = self._mask(text, selected, edits)
+        except Unsettled as exc:
+            return [(0, len(text), UNSETTLED_TEXT)], exc.bits
+        return [(start, end, masked[now:now_end]) for now, now_end, start, end in edits], bits
+
+    def _mask(
+        self, text: str, selected: list[Entry], edits: list[tuple[int, int, int, int]] | None = None
+    ) -> tuple[str, int]:
         bits = 0
         replaced: list[Span] = []
         # One pass more than allowed, to tell "settled on the last pass" from "not settled".
         for _ in range(MAX_PASSES + 1):
-            masked, found, replaced = _one_pass(text, selected, replaced)
+            masked, found, replaced, writes = _one_pass(text, selected, replaced)
+            if edits is not None:
+                _track(edits, writes)
             if masked == text:
                 return text, bits
             text = masked
@@ -108,11 +130,36 @@ def _overlaps(start: int, end: int, replaced: list[Span], ends: list[int]) -> bo
     return index < len(replaced) and replaced[index][0] < end
 
 
-def _one_pass(text: str, entries: list[Entry], replaced: list[Span]) -> tuple[str, int, list[Span]]:
+def _track(edits: list[tuple[int, int, int, int]], writes: list[tuple[int, int, int]]) -> None:
+    """Adds one pass's writes to ``edits``, which map spans of the current text to
+    spans of the original. A pass only matches text no earlier pass replaced, so each
+    write covers original text, shifted by the replacements before it."""
+    old = list(edits)
+    edits.clear()
+    shift = 0  # now - original, before the position being looked at
+    events = sorted(
+        [(s, e, -1, i) for i, (s, e, _, _) in enumerate(old)]
+        + [(s, e, n, -1) for s, e, n in writes]
+    )
+    moved = 0  # how far this pass's writes so far moved later text
+    for start, end, new_length, index in events:
+        if index >= 0:
+            _, _, o_start, o_end = old[index]
+            edits.append((start + moved, end + moved, o_start, o_end))
+            shift = end - o_end
+        else:
+            edits.append((start + moved, start + moved + new_length, start - shift, end - shift))
+            moved += new_length - (end - start)
+
+
+def _one_pass(
+    text: str, entries: list[Entry], replaced: list[Span]
+) -> tuple[str, int, list[Span], list[tuple[int, int, int]]]:
     """One search and replace. ``replaced`` are the spans earlier passes wrote (sorted,
     disjoint); matches touching them are ignored, so a replacement is never masked
     again (a custom regex may match ``[redacted:regex]`` itself). Returns the text,
-    the rules that changed it, and every replacement span in the new text."""
+    the rules that changed it, every replacement span in the new text, and this
+    pass's writes as ``(start, end, replacement length)`` in the old text."""
     ends = [end for _, end in replaced]
     spans = [
         (start, end, order)
@@ -121,7 +168,7 @@ def _one_pass(text: str, entries: list[Entry], replaced: list[Span]) -> tuple[st
         if not (replaced and _overlaps(start, end, replaced, ends))
     ]
     if not spans:
-        return text, 0, replaced
+        return text, 0, replaced, []
     spans.sort(key=_span_order)
     merged: list[tuple[int, int, int]] = []
     for start, end, order in spans:
@@ -146,7 +193,7 @@ def _one_pass(text: str, entries: list[Entry], replaced: list[Span]) -> tuple[st
         writes.append((start, end, len(replacement)))
         done = end
     pieces.append(text[done:])
-    return "".join(pieces), bits, _shifted(replaced, writes)
+    return "".join(pieces), bits, _shifted(replaced, writes), writes
 
 
 def _shifted(replaced: list[Span], writes: list[tuple[int, int, int]]) -> list[Span]:
