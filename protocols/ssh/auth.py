@@ -7,14 +7,15 @@ refusal looks the same to the client, whichever check failed, and comes after
 ``auth_failure_delay_seconds``; each is recorded as a denied session; after
 :data:`MAX_AUTH_ATTEMPTS` refusals the connection is closed. Password and
 keyboard-interactive authentication both carry the token (asyncssh asks for it
-with a password prompt); public keys are refused. Port forwarding, agent and X11
+with a password prompt); public keys are refused. Local forwards (``direct-tcpip``)
+go to ``forwards`` (:mod:`.forward` judges them); remote forwarding, agent and X11
 forwarding are refused (asyncssh's defaults: nothing here accepts them).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncssh
@@ -43,6 +44,12 @@ class Accepted:
     username: str
 
 
+Forwards = Callable[
+    [asyncssh.SSHServerConnection, str, int], Awaitable[asyncssh.SSHTCPSession[bytes]]
+]
+"""Serves a local forward: (connection, destination host, port) -> its session."""
+
+
 class GatewayServer(asyncssh.SSHServer):
     """asyncssh's view of one client connection: authentication and new channels.
 
@@ -56,12 +63,14 @@ class GatewayServer(asyncssh.SSHServer):
         listener: Listener,
         client_addr: str,
         channels: Callable[[], asyncssh.SSHServerSession[bytes]],
+        forwards: Forwards | None = None,
     ) -> None:
         self.gateway = gateway
         self.listener = listener
         self.client_addr = client_addr
         self.accepted: Accepted | None = None
         self._channels = channels
+        self._forwards = forwards
         self._conn: asyncssh.SSHServerConnection | None = None
         self._failures = 0
 
@@ -93,6 +102,15 @@ class GatewayServer(asyncssh.SSHServer):
 
     def session_requested(self) -> asyncssh.SSHServerSession[bytes]:
         return self._channels()
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> Awaitable[asyncssh.SSHTCPSession[bytes]] | bool:
+        # asyncssh awaits the result before confirming the channel: the forward is
+        # judged, and opened on the target, before the client may send anything.
+        if self._forwards is None or self._conn is None:
+            return False
+        return self._forwards(self._conn, dest_host, dest_port)
 
     async def _check(self, username: str, token: str) -> Accepted | None:
         """(trio) The login, or None after the failure delay."""

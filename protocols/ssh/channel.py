@@ -5,7 +5,8 @@ Order, per channel: ``channel_open`` record -> the pipeline admits the command
 (judged, recorded; may wait for approval) -> a refused command gets ``hoopd:
 <message>`` on stderr and exit status 1, and never reaches the target -> else the
 target's channel opens (same command, subsystem, pty) and :mod:`.relay` carries
-data both ways until the target's side exits; its exit status or signal is
+data both ways (the ``sftp`` subsystem through :mod:`.sftp_relay`, which judges
+each file operation) until the target's side exits; its exit status or signal is
 recorded and passed back. The client's connection stays usable either way.
 """
 
@@ -24,6 +25,7 @@ from .commands import host_command
 from .link import Link, RecordingFailed
 from .process import ChannelProcess
 from .relay import relay
+from .sftp_relay import SftpRelay
 
 log = logging.getLogger("hoopd.ssh")
 
@@ -40,7 +42,7 @@ async def serve_channel(link: Link, process: ChannelProcess) -> None:
         async def notify(text: str) -> None:
             await to_trio(_say)(process, text)
 
-        refusal = await link.admit(command, notify, to_trio(process.channel.wait_closed))
+        _, refusal = await link.admit(command, notify, to_trio(process.channel.wait_closed))
         if refusal is not None:
             await _refuse(link, number, process, refusal.message)
             return
@@ -57,7 +59,13 @@ async def serve_channel(link: Link, process: ChannelProcess) -> None:
             reason = exc.reason if isinstance(exc, asyncssh.Error) else str(exc)
             await _refuse(link, number, process, f"the target refused the channel: {reason}")
             return
-        await relay(link, number, process, target)
+        # SFTP is relayed packet by packet, each file operation judged on its own.
+        pumps = (
+            SftpRelay(link, number, process, target).pumps()
+            if process.subsystem == "sftp"
+            else None
+        )
+        await relay(link, number, process, target, pumps)
         if link.ending:
             await _closed_by_engine(process)
     except RecordingFailed:

@@ -95,7 +95,7 @@ class SshEngine:
             return
         pending = Pending()
         server = GatewayServer(
-            gateway, listener, client_addr, lambda: ChannelProcess(pending.channel)
+            gateway, listener, client_addr, lambda: ChannelProcess(pending.channel), pending.forward
         )
         try:
             conn = await to_trio(accept)(sock, server, key, gateway.config.startup_timeout_seconds)

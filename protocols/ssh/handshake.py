@@ -12,6 +12,7 @@ import trio
 from .auth import GatewayServer
 from .bridge import to_asyncio
 from .channel import serve_channel
+from .forward import open_forward
 from .link import Link
 from .process import ChannelProcess
 
@@ -38,6 +39,18 @@ class Pending:
                 await serve_channel(self.link, process)
         finally:
             self.open.discard(process)
+
+    async def forward(
+        self, conn: asyncssh.SSHServerConnection, host: str, port: int
+    ) -> asyncssh.SSHTCPSession[bytes]:
+        """(asyncio) A local forward (``direct-tcpip``) once the link is there; see
+        :mod:`.forward`. Raises ChannelOpenError if it is refused."""
+        await to_asyncio(self.settled.wait)()
+        if self.link is None:
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "hoopd: the session is ending"
+            )
+        return await open_forward(self.link, conn, host, port)
 
 
 async def accept(

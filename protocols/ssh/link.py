@@ -26,7 +26,7 @@ import trio
 
 from hoopd.events import HostCommand
 from hoopd.gateway import Gateway
-from hoopd.pipeline import CommandRefused, Refusal, Session
+from hoopd.pipeline import Admission, CommandRefused, Refusal, Session
 from hoopd.recording.journal import RecorderError
 
 from .bridge import to_asyncio
@@ -83,9 +83,10 @@ class Link:
         command: HostCommand,
         notify: Callable[[str], Awaitable[None]],
         client_gone: Callable[[], Awaitable[None]],
-    ) -> Refusal | None:
-        """Judge and record ``command``; its refusal, or None to go ahead.
-        Raises RecordingFailed when it cannot be recorded (it must not run)."""
+    ) -> Admission:
+        """Judge and record ``command``: its number in the session and its refusal
+        (None: go ahead). Raises RecordingFailed when it cannot be recorded or
+        judged (it must not run)."""
         return await to_asyncio(self._admit)(command, notify, client_gone)
 
     # -- trio ----------------------------------------------------------------------
@@ -102,7 +103,7 @@ class Link:
         command: HostCommand,
         notify: Callable[[str], Awaitable[None]],
         client_gone: Callable[[], Awaitable[None]],
-    ) -> Refusal | None:
+    ) -> Admission:
         async with self._admitting:
             self.session.notify, self.session.client_gone = notify, client_gone
             try:
@@ -111,7 +112,7 @@ class Link:
                 if exc.fatal:
                     self.failed.set()
                     raise RecordingFailed(exc.message) from None
-                return Refusal(exc.message, None, exc.code)
+                return Admission(self.session.commands, Refusal(exc.message, None, exc.code))
             finally:
                 self.session.notify = self.session.client_gone = None
-        return admission.refusal
+        return admission

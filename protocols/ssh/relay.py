@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 import asyncssh
@@ -32,20 +34,35 @@ log = logging.getLogger("hoopd.ssh")
 
 CHUNK = 128 * 1024
 
-_CONTROL = (asyncssh.TerminalSizeChanged, asyncssh.SignalReceived, asyncssh.BreakReceived)
+CONTROL = (asyncssh.TerminalSizeChanged, asyncssh.SignalReceived, asyncssh.BreakReceived)
+
+Pump = Callable[[], Coroutine[Any, Any, None]]
 
 
 async def relay(
-    link: Link, number: int, process: ChannelProcess, target: asyncssh.SSHClientProcess[bytes]
+    link: Link,
+    number: int,
+    process: ChannelProcess,
+    target: asyncssh.SSHClientProcess[bytes],
+    pumps: tuple[Pump, Pump] | None = None,
 ) -> None:
-    """Relay until the target's side has exited and its output has been forwarded."""
+    """Relay until the target's side has exited and its output has been forwarded.
+
+    ``pumps`` replace the byte-for-byte carriers of stdout (target to client) and
+    stdin (client to target), for a subsystem whose packets the gateway reads
+    (SFTP); stderr, the exit status and closing stay as for any channel."""
     link.targets.add(target)
+    if pumps is None:
+        stdout: Pump = partial(_output, link, number, "stdout", target.stdout, process.stdout)
+        stdin: Pump = partial(_input, link, number, process, target)
+    else:
+        stdout, stdin = pumps
     outputs = [
-        asyncio.ensure_future(_output(link, number, "stdout", target.stdout, process.stdout)),
+        asyncio.ensure_future(stdout()),
         asyncio.ensure_future(_output(link, number, "stderr", target.stderr, process.stderr)),
     ]
     helpers = [
-        asyncio.ensure_future(_input(link, number, process, target)),
+        asyncio.ensure_future(stdin()),
         asyncio.ensure_future(_close_when_client_leaves(process, target)),
     ]
     try:
@@ -89,7 +106,7 @@ async def _input(
     while True:
         try:
             data = await process.stdin.read(CHUNK)
-        except _CONTROL as control:
+        except CONTROL as control:
             record = _control_record(number, control)
             if record is not None:
                 await link.record([record])

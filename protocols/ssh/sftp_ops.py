@@ -7,6 +7,12 @@ paths it touches (``sftp-read``, ``sftp-write``, ``sftp-list``, ``sftp-remove``,
 open handle are covered by the open that was judged, and lookups (``stat``,
 ``realpath``, ``readlink``) are not commands. Handles are bound to their paths from
 the server's HANDLE answers, so ``fsetstat`` on a handle names its file.
+
+OpenSSH's extensions are judged like the requests they resemble
+(``posix-rename@openssh.com`` is ``sftp-rename``, ``hardlink@openssh.com``
+``sftp-write``, ``lsetstat@openssh.com`` ``sftp-setstat``) or are lookups and
+operations on handles already judged; any other extension is :meth:`unsupported`
+(its effect is unknown, so the gateway answers it itself instead of letting it by).
 """
 
 from __future__ import annotations
@@ -24,6 +30,17 @@ _PATH_KINDS = {
     w.MKDIR: ("sftp-mkdir", "make directory"),
     w.SETSTAT: ("sftp-setstat", "set attributes of"),
 }
+
+
+_HARMLESS_EXTENSIONS = frozenset(
+    {
+        "statvfs@openssh.com", "fstatvfs@openssh.com", "fsync@openssh.com",
+        "limits@openssh.com", "expand-path@openssh.com", "home-directory",
+        "users-groups-by-id@openssh.com",
+        # Copies between two handles, each opened (and judged) for its direction.
+        "copy-data",
+    }
+)  # fmt: skip
 
 
 class SftpOperations:
@@ -48,10 +65,19 @@ class SftpOperations:
                 return HostCommand("sftp-rename", text, paths=(packet.path, packet.other))
             text = f"symlink {packet.path} to {packet.other}"
             return HostCommand("sftp-write", text, paths=(packet.path, packet.other))
+        if isinstance(packet, w.ExtendedRequest):
+            return _extension_command(packet)
         if isinstance(packet, w.HandleRequest) and packet.type == w.FSETSTAT:
             path = self._handles.get(packet.handle, "")
             return HostCommand("sftp-setstat", f"set attributes of {path}", paths=(path,))
         return None
+
+    def unsupported(self, packet: w.Packet) -> bool:
+        """Whether the gateway must answer ``packet`` itself (an extension it
+        cannot judge) instead of forwarding it."""
+        if not isinstance(packet, w.ExtendedRequest):
+            return False
+        return packet.name not in _HARMLESS_EXTENSIONS and _extension_command(packet) is None
 
     def forwarded(self, packet: w.Packet) -> None:
         """Note a client packet that goes on to the server."""
@@ -70,3 +96,14 @@ class SftpOperations:
         path = self._opening.pop(packet.request_id, None)
         if path is not None and isinstance(packet, w.HandleReply):
             self._handles[packet.handle] = path
+
+
+def _extension_command(packet: w.ExtendedRequest) -> HostCommand | None:
+    paths = packet.paths
+    if packet.name == "posix-rename@openssh.com":
+        return HostCommand("sftp-rename", f"rename {paths[0]} to {paths[1]}", paths=paths)
+    if packet.name == "hardlink@openssh.com":
+        return HostCommand("sftp-write", f"hardlink {paths[1]} to {paths[0]}", paths=paths)
+    if packet.name == "lsetstat@openssh.com":
+        return HostCommand("sftp-setstat", f"set attributes of {paths[0]}", paths=paths)
+    return None

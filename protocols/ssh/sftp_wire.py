@@ -30,8 +30,9 @@ OPEN, CLOSE, READ, WRITE, LSTAT, FSTAT, SETSTAT, FSETSTAT = 3, 4, 5, 6, 7, 8, 9,
 OPENDIR, READDIR, REMOVE, MKDIR, RMDIR, REALPATH, STAT, RENAME = 11, 12, 13, 14, 15, 16, 17, 18
 READLINK, SYMLINK = 19, 20
 STATUS, HANDLE, DATA, NAME, ATTRS = 101, 102, 103, 104, 105
+EXTENDED, EXTENDED_REPLY = 200, 201
 
-FX_OK, FX_PERMISSION_DENIED, FX_FAILURE = 0, 3, 4
+FX_OK, FX_PERMISSION_DENIED, FX_FAILURE, FX_OP_UNSUPPORTED = 0, 3, 4, 8
 
 # OPEN's pflags.
 FXF_READ, FXF_WRITE, FXF_APPEND, FXF_CREAT, FXF_TRUNC, FXF_EXCL = 1, 2, 4, 8, 16, 32
@@ -43,6 +44,14 @@ PATH_TYPES: Final = {LSTAT, SETSTAT, OPENDIR, REMOVE, MKDIR, RMDIR, REALPATH, ST
 """Requests whose first field after the id is a path."""
 HANDLE_TYPES: Final = {CLOSE, READ, WRITE, FSTAT, FSETSTAT, READDIR}
 """Requests whose first field after the id is a handle."""
+EXTENSION_PATHS: Final = {
+    "posix-rename@openssh.com": 2,
+    "hardlink@openssh.com": 2,
+    "lsetstat@openssh.com": 1,
+    "statvfs@openssh.com": 1,
+    "expand-path@openssh.com": 1,
+}
+"""EXTENDED requests whose fields after the name begin with paths: how many."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,15 @@ class HandleRequest(Packet):
     """CLOSE, READ, WRITE, FSTAT, FSETSTAT, READDIR."""
 
     handle: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedRequest(Packet):
+    """EXTENDED: the extension's name, and its leading paths when
+    :data:`EXTENSION_PATHS` knows them (empty for any other extension)."""
+
+    name: str
+    paths: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +192,10 @@ def decode(raw: bytes) -> Packet:
         return HandleRequest(kind, request_id, raw, reader.string())
     if kind == HANDLE:
         return HandleReply(kind, request_id, raw, reader.string())
+    if kind == EXTENDED:
+        name = reader.text()
+        paths = tuple(reader.text() for _ in range(EXTENSION_PATHS.get(name, 0)))
+        return ExtendedRequest(kind, request_id, raw, name, paths)
     if kind == STATUS:
         code = reader.u32()
         message = reader.text() if reader.remaining() else ""

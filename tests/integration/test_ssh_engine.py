@@ -140,6 +140,10 @@ rules:
     action: approve
     approvers: [ops]
     deadline: 60s
+  - name: no-forwards
+    match: {kinds: [forward]}
+    action: deny
+    message: no forwarding here
   - name: the-rest
     action: allow
 """
