@@ -21,9 +21,11 @@ import trio
 
 from hoopd.gateway import Gateway, Listener
 from hoopd.identity.scope import identity_level
-from hoopd.pipeline import Session
+from hoopd.masking import Masker
+from hoopd.pipeline import Session, session_subject
 from hoopd.recording.journal import RecorderError, SessionRecorder
 from hoopd.relay import SocketByteStream
+from hoopd.session_masking import covering_rules
 
 from .auth import Accepted, GatewayServer
 from .bridge import open_loop, to_trio
@@ -183,7 +185,9 @@ class SshEngine:
             connection.labels,
             granted_level=identity_level(identity.scope, connection.name) or 0,
         )
-        link = pending.link = Link(gateway, session, upstream)
+        link = pending.link = Link(
+            gateway, session, upstream, masker=_output_masker(gateway, session)
+        )
         pending.settled.set()
         end: End | None = None
         try:
@@ -202,3 +206,13 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncssh.Error):
         return exc.reason or type(exc).__name__
     return str(exc) or type(exc).__name__
+
+
+def _output_masker(gateway: Gateway, session: Session) -> Masker | None:
+    """A masker of the detector rules that cover ``session`` (column rules have no
+    columns to name in a byte stream), or None when there are none."""
+    policy = gateway.pipeline.policy
+    if policy is None:
+        return None
+    rules = [rule for rule in covering_rules(policy, session_subject(session)) if rule.detectors]
+    return Masker(rules, gateway.masking_key) if rules else None

@@ -26,6 +26,7 @@ import trio
 
 from hoopd.events import HostCommand
 from hoopd.gateway import Gateway
+from hoopd.masking import Masker
 from hoopd.pipeline import Admission, CommandRefused, Refusal, Session
 from hoopd.recording.journal import RecorderError
 
@@ -50,6 +51,10 @@ class Link:
     ending: bool = False
     #: The target's side of every channel being relayed now.
     targets: set[asyncssh.SSHClientProcess[bytes]] = field(default_factory=set)
+    #: The session's detector rules (docs/masking.md "Streams"): what the target
+    #: prints on a session channel is masked before it is recorded and sent. None:
+    #: no mask rule with detectors covers the session.
+    masker: Masker | None = None
     _admitting: trio.Lock = field(default_factory=trio.Lock)
     _channels: int = 0
 

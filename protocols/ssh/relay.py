@@ -27,6 +27,8 @@ from typing import Any
 import asyncssh
 from asyncssh.misc import SoftEOFReceived
 
+from hoopd.masking import StreamMasker
+
 from .link import Link
 from .process import ChannelProcess
 
@@ -85,19 +87,26 @@ async def _output(
     source: asyncssh.SSHReader[bytes],
     sink: asyncssh.SSHWriter[bytes],
 ) -> None:
+    # Masked per stream: a value split across reads is still found, and what is held
+    # back (a possible start of one) goes out as soon as it cannot be, or at the end.
+    masker = StreamMasker(link.masker) if link.masker is not None else None
     while True:
         try:
             data = await source.read(CHUNK)
         except (OSError, asyncssh.Error):  # the target's connection broke
+            data = b""
+        ended = not data
+        if masker is not None:
+            data = masker.flush() if ended else masker.feed(data)
+        if data:
+            await link.record([(kind, {"channel": number, "data": data})])
+            try:
+                sink.write(data)
+                await sink.drain()
+            except (OSError, asyncssh.Error):
+                return  # the client's channel is gone; _close_when_client_leaves closes ours
+        if ended:
             return
-        if not data:
-            return
-        await link.record([(kind, {"channel": number, "data": data})])
-        try:
-            sink.write(data)
-            await sink.drain()
-        except (OSError, asyncssh.Error):
-            return  # the client's channel is gone; _close_when_client_leaves closes ours
 
 
 async def _input(
