@@ -31,6 +31,7 @@ from pathlib import Path
 
 import trustme
 
+from tests.support.logwatch import wait_for_match
 from tests.support.ports import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -469,18 +470,9 @@ class PgServer:
         self, pattern: str, *, since: int = 0, timeout: float = 10.0, flags: int = 0
     ) -> re.Match[str]:
         """Poll the server log for a regex until it matches or the deadline passes."""
-        regex = re.compile(pattern, flags)
-        deadline = time.monotonic() + timeout
-        while True:
-            found = regex.search(self.log_text(since))
-            if found is not None:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"server log never matched {pattern!r} within {timeout}s; log since mark:\n"
-                    + self.log_text(since)[-4000:]
-                )
-            time.sleep(0.05)
+        return wait_for_match(
+            lambda: self.log_text(since), pattern, what="server log", timeout=timeout, flags=flags
+        )
 
     def statements_logged(self, *, since: int = 0, user: str = APP_USER) -> list[str]:
         """Statement texts the server logged for ``user`` (simple and extended protocol)."""

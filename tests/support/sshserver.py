@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from tests.support.logwatch import wait_for_match
 from tests.support.ports import free_port
 
 SSHD = Path("/usr/sbin/sshd")
@@ -458,18 +459,9 @@ class SshServer:
         self, pattern: str, *, since: int = 0, timeout: float = 10.0, flags: int = 0
     ) -> re.Match[str]:
         """Poll sshd's log for a regex until it matches or the deadline passes."""
-        regex = re.compile(pattern, flags)
-        deadline = time.monotonic() + timeout
-        while True:
-            found = regex.search(self.log_text(since))
-            if found is not None:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"sshd log never matched {pattern!r} within {timeout}s; log since mark:\n"
-                    + self.log_text(since)[-4000:]
-                )
-            time.sleep(0.05)
+        return wait_for_match(
+            lambda: self.log_text(since), pattern, what="sshd log", timeout=timeout, flags=flags
+        )
 
 
 def make_workdir(prefix: str = "hoopd-sshd-") -> Path:
