@@ -12,7 +12,10 @@ Guarantees:
 - window changes, signals and breaks from the client reach the target (window
   changes and signals are recorded);
 - the client sees the target's exit status or signal, recorded first (``exit``);
-- the client closing its channel closes the target's.
+- the client closing its channel closes the target's;
+- on a ``shell`` channel, each line the user ends with Enter is also recorded, as a
+  ``shell_line`` audit event after the ``stdin`` record holding its Enter (best
+  effort, see :mod:`.shell_lines`; never judged by policy).
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from asyncssh.misc import SoftEOFReceived
 
 from hoopd.masking import StreamMasker
 
+from .commands import host_command
 from .link import Link
 from .process import ChannelProcess
+from .shell_lines import ShellLines
 
 log = logging.getLogger("hoopd.ssh")
 
@@ -56,7 +61,9 @@ async def relay(
     link.targets.add(target)
     if pumps is None:
         stdout: Pump = partial(_output, link, number, "stdout", target.stdout, process.stdout)
-        stdin: Pump = partial(_input, link, number, process, target)
+        shell = host_command(process.command, process.subsystem).kind == "shell"
+        lines = ShellLines() if shell else None
+        stdin: Pump = partial(_input, link, number, process, target, lines)
     else:
         stdout, stdin = pumps
     outputs = [
@@ -110,7 +117,11 @@ async def _output(
 
 
 async def _input(
-    link: Link, number: int, process: ChannelProcess, target: asyncssh.SSHClientProcess[bytes]
+    link: Link,
+    number: int,
+    process: ChannelProcess,
+    target: asyncssh.SSHClientProcess[bytes],
+    lines: ShellLines | None = None,
 ) -> None:
     while True:
         try:
@@ -127,7 +138,10 @@ async def _input(
             with suppress(OSError, asyncssh.Error):
                 target.stdin.write_eof()
             return
-        await link.record([("stdin", {"channel": number, "data": data})])
+        records: list[tuple[str, dict[str, Any]]] = [("stdin", {"channel": number, "data": data})]
+        if lines is not None:
+            records += [("shell_line", line.record(number)) for line in lines.feed(data)]
+        await link.record(records)
         target.stdin.write(data)
         await target.stdin.drain()
 
