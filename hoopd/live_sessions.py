@@ -56,6 +56,12 @@ class Tracked:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     ended: SessionEnded | None = None
 
+    @property
+    def ending(self) -> bool:
+        """Ended from outside: revoked, or the token's expiry passed. True as soon as
+        the scope is cancelled (``ended`` is set for expiry only once it exits)."""
+        return self.scope.cancel_called
+
     def end(self, ended: SessionEnded) -> None:
         if self.ended is None:
             self.ended = ended

@@ -22,6 +22,7 @@ from hoopd.pipeline import Session, session_subject
 from hoopd.recording.journal import RecorderError, SessionRecorder
 from hoopd.relay import ByteStream, SocketByteStream, run_pumps, wait_peer_gone
 from hoopd.session_masking import covering_rules
+from hoopd.session_records import record_ended, record_refused_login
 
 from . import backend as be
 from . import frontend as fe
@@ -97,22 +98,13 @@ class PostgresEngine:
         self, gateway: Gateway, listener: Listener, client_addr: str, startup: fe.StartupMessage
     ) -> None:
         database = startup.get("database") or ""
-        try:
-            recorder = gateway.journal.start_session(
-                connection=database if listener.connection_named(database) else "",
-                protocol=self.name,
-                client_addr=client_addr,
-                identity=None,
-                attributes=_client_attributes(startup),
-            )
-        except RecorderError:
-            log.error("could not record a rejected token from %s", client_addr)
-            return
-        try:
-            await recorder.append([("auth", {"outcome": "denied"})])
-        except RecorderError:
-            log.error("could not record a rejected token from %s", client_addr)
-        await recorder.close("token rejected")
+        await record_refused_login(
+            gateway.journal,
+            connection=database if listener.connection_named(database) else "",
+            protocol=self.name,
+            client_addr=client_addr,
+            attributes=_client_attributes(startup),
+        )
         log.info("client %s presented a token that was not accepted", client_addr)
 
     async def _run_session(
@@ -220,7 +212,7 @@ class PostgresEngine:
                 # Revoked (ended is set) or expired (the scope's deadline passed; ended
                 # is set only once the scope exits): whatever the target is running
                 # for this session stops too, not only the client's view of it.
-                if tracked.ended is not None or tracked.scope.cancel_called:
+                if tracked.ending:
                     await _cancel_running(key, recorder.session_id)
                 await upstream.stream.aclose()
 
@@ -236,12 +228,8 @@ async def _cancel_running(key: UpstreamKey, session_id: str) -> None:
 async def _ended_from_outside(recorder: SessionRecorder, ended: SessionEnded) -> SessionEnd:
     """Record why the session was ended from outside (revocation, expiry) and say it
     to the client as PostgreSQL does when an administrator ends a backend."""
-    try:
-        await recorder.append([(ended.cause, {"message": ended.message})])
-    except RecorderError:
-        log.error("session %s: could not record that it was %s", recorder.session_id, ended.cause)
-    reply = refusals.fatal(refusals.ADMIN_SHUTDOWN, f"hoopd: {ended.message}")
-    return SessionEnd(f"token {ended.cause}", reply)
+    reason = await record_ended(recorder, ended)
+    return SessionEnd(reason, refusals.fatal(refusals.ADMIN_SHUTDOWN, f"hoopd: {ended.message}"))
 
 
 async def _masking_for(

@@ -24,7 +24,7 @@ import trio
 from hoopd.gateway import Gateway, Listener
 from hoopd.identity.base import Identity
 from hoopd.identity.scope import identity_level
-from hoopd.recording.journal import RecorderError
+from hoopd.session_records import record_refused_login
 
 from .bridge import to_asyncio
 from .users import Selected, select_target
@@ -129,20 +129,11 @@ class GatewayServer(asyncssh.SSHServer):
         return Accepted(selected, identity, username)
 
     async def _record_denied(self, username: str, selected: Selected | None) -> None:
-        try:
-            recorder = self.gateway.journal.start_session(
-                connection=selected.connection.name if selected else "",
-                protocol="ssh",
-                client_addr=self.client_addr,
-                identity=None,
-                attributes={"client_user": username},
-            )
-        except RecorderError:
-            log.error("could not record a rejected login from %s", self.client_addr)
-            return
-        try:
-            await recorder.append([("auth", {"outcome": "denied"})])
-        except RecorderError:
-            log.error("could not record a rejected login from %s", self.client_addr)
-        await recorder.close("token rejected")
+        await record_refused_login(
+            self.gateway.journal,
+            connection=selected.connection.name if selected else "",
+            protocol="ssh",
+            client_addr=self.client_addr,
+            attributes={"client_user": username},
+        )
         log.info("client %s (user %r) was refused", self.client_addr, username)

@@ -16,7 +16,8 @@ import asyncssh
 import trio
 
 from hoopd.live_sessions import SessionEnded
-from hoopd.recording.journal import RecorderError, SessionRecorder
+from hoopd.recording.journal import SessionRecorder
+from hoopd.session_records import record_ended
 
 from .bridge import to_trio
 from .channel import say
@@ -62,11 +63,7 @@ async def first_end(conn: asyncssh.SSHServerConnection, link: Link) -> End:
 
 async def ended_from_outside(recorder: SessionRecorder, ended: SessionEnded) -> End:
     """Record why the session was ended from outside (revocation, expiry)."""
-    try:
-        await recorder.append([(ended.cause, {"message": ended.message})])
-    except RecorderError:
-        log.error("session %s: could not record that it was %s", recorder.session_id, ended.cause)
-    return End(f"token {ended.cause}", ended.message)
+    return End(await record_ended(recorder, ended), ended.message)
 
 
 async def last_words(
