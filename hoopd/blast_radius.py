@@ -62,6 +62,7 @@ from hoopd.identity.scope import granted_level, parse_scope
 from hoopd.policy import Policy, Rule, Subject
 from hoopd.policy import Verdict as PolicyVerdict
 from hoopd.protocols.postgres.classify import KINDS
+from hoopd.tokens.claims import ISSUER_NAME
 
 REPORTED_KINDS: Final = tuple(sorted(KINDS - {"empty", "unknown-portal"}))
 """The kinds reported: every kind a client can cause. An empty query does nothing,
@@ -144,13 +145,10 @@ def blast_radius(
     connections: Sequence[ConnectionConfig],
     policy: Policy | None,
     max_chain_depth: int,
-    *,
-    child_issuer: str = "hoopd",
 ) -> BlastRadius:
-    """What ``identity`` can reach, and what tokens minted from it could.
-
-    ``child_issuer`` is the issuer of minted tokens (the gateway's own). Raises
-    ``ScopeError`` (a ``ValueError``) if the identity's scope is not well formed.
+    """What ``identity`` can reach, and what tokens minted from it could (minted
+    tokens are the gateway's own, issuer ``hoopd``). Raises ``ScopeError`` (a
+    ``ValueError``) if the identity's scope is not well formed.
     """
     scope = None if identity.scope is None else parse_scope(identity.scope)
     granted = {c.name: granted_level(scope, c.name) for c in connections}
@@ -158,7 +156,7 @@ def blast_radius(
     levels = {c.name: level for c in reachable if (level := granted[c.name]) is not None}
     own = _reach(identity, reachable, levels, policy, actor_known=True)
     children = tuple(
-        _reach(_child(identity, depth, child_issuer), reachable, levels, policy, actor_known=False)
+        _reach(_child(identity, depth), reachable, levels, policy, actor_known=False)
         for depth in range(identity.depth + 1, max_chain_depth + 1)
     )
     return BlastRadius(
@@ -171,7 +169,7 @@ def blast_radius(
     )
 
 
-def _child(parent: Identity, depth: int, issuer: str) -> Identity:
+def _child(parent: Identity, depth: int) -> Identity:
     hops = (UNKNOWN_ACTOR,) * (depth - parent.depth)
     return Identity(
         parent.subject,
@@ -179,7 +177,7 @@ def _child(parent: Identity, depth: int, issuer: str) -> Identity:
         "(minted)",
         parent.actor_chain + hops,
         scope=parent.scope,
-        issuer=issuer,
+        issuer=ISSUER_NAME,
         lineage=(*parent.lineage, parent.token_id),
     )
 
