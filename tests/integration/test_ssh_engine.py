@@ -125,6 +125,23 @@ class SshGateway(Gateway):
         )
 
 
+@contextlib.contextmanager
+def running_ssh_gateway(
+    sshd: SshServer, workdir: Path, policy: str, tokens: Sequence[Token], **options: Any
+) -> Iterator[SshGateway]:
+    """A started gateway in front of ``sshd`` with ``policy`` (YAML) as its only
+    policy file; stopped on exit."""
+    policy_dir = workdir / "policy"
+    policy_dir.mkdir()
+    (policy_dir / "rules.yaml").write_text(policy)
+    gw = SshGateway(sshd, workdir, policy_dir=policy_dir, tokens=list(tokens), **options)
+    gw.start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
 POLICY = """
 rules:
   - name: no-shadow
@@ -159,22 +176,10 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
 
 @pytest.fixture(scope="module")
 def gateway(sshd: SshServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshGateway]:
+    tokens = [Token("alice", ("dev",)), Token("bob", ("dev",)), Token("carol", ("ops",))]
     workdir = tmp_path_factory.mktemp("gw")
-    policy = workdir / "policy"
-    policy.mkdir()
-    (policy / "rules.yaml").write_text(POLICY)
-    gw = SshGateway(
-        sshd,
-        workdir,
-        auth_failure_delay_seconds=0.3,
-        policy_dir=policy,
-        tokens=[Token("alice", ("dev",)), Token("bob", ("dev",)), Token("carol", ("ops",))],
-    )
-    gw.start()
-    try:
+    with running_ssh_gateway(sshd, workdir, POLICY, tokens, auth_failure_delay_seconds=0.3) as gw:
         yield gw
-    finally:
-        gw.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_ssh_engine import SshGateway, data_of, new_session_records
+from tests.integration.test_ssh_engine import (
+    SshGateway,
+    data_of,
+    new_session_records,
+    running_ssh_gateway,
+)
 from tests.support.gateway import Token, session_ids
 from tests.support.sshserver import SshServer, running_sshd
 
@@ -36,15 +41,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
 @pytest.fixture(scope="module")
 def gateway(sshd: SshServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshGateway]:
     workdir = tmp_path_factory.mktemp("gw-mask")
-    policy = workdir / "policy"
-    policy.mkdir()
-    (policy / "rules.yaml").write_text(POLICY)
-    gw = SshGateway(sshd, workdir, policy_dir=policy, tokens=[Token("alice", ("dev",))])
-    gw.start()
-    try:
+    with running_ssh_gateway(sshd, workdir, POLICY, [Token("alice", ("dev",))]) as gw:
         yield gw
-    finally:
-        gw.stop()
 
 
 def test_a_card_printed_in_two_packets_and_coloured_is_masked(

@@ -29,6 +29,7 @@ from tests.integration.test_ssh_engine import (
     _read_line_with,
     data_of,
     new_session_records,
+    running_ssh_gateway,
 )
 from tests.support.gateway import Token, session_ids
 from tests.support.ports import free_port
@@ -99,11 +100,7 @@ def gateway(
     echoes: tuple[EchoServer, EchoServer],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SshGateway]:
-    workdir = tmp_path_factory.mktemp("gw")
-    policy = workdir / "policy"
-    policy.mkdir()
-    (policy / "rules.yaml").write_text(
-        f"""
+    policy = f"""
 defaults:
   - unmatched: deny
 rules:
@@ -129,18 +126,9 @@ rules:
       destination: ["127.0.0.1:{echoes[0].port}", "127.0.0.1:{CLOSED_PORT}"]
     action: allow
 """
-    )
-    gw = SshGateway(
-        sshd,
-        workdir,
-        policy_dir=policy,
-        tokens=[Token("alice", ("dev",)), Token("carol", ("ops",))],
-    )
-    gw.start()
-    try:
+    tokens = [Token("alice", ("dev",)), Token("carol", ("ops",))]
+    with running_ssh_gateway(sshd, tmp_path_factory.mktemp("gw"), policy, tokens) as gw:
         yield gw
-    finally:
-        gw.stop()
 
 
 @pytest.fixture
