@@ -18,15 +18,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from jose import jwt
 from jose.exceptions import JWTError
 
 from hoopd.identity.base import Identity, TokenVerifier
+from hoopd.identity.scope import identity_level
 from hoopd.identity.tokens import MAX_TOKEN_CHARS
 from hoopd.live_sessions import RevocationSource
 
 log = logging.getLogger("hoopd.identity")
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A token accepted on a connection: who, and the action its scope grants there
+    (see :mod:`hoopd.identity.scope`)."""
+
+    identity: Identity
+    granted_level: int
 
 
 class Authenticator:
@@ -64,6 +75,19 @@ class Authenticator:
         except Exception:  # a verifier bug must refuse the token, not end the gateway
             log.exception("token check failed unexpectedly; the token is refused")
             return None
+
+    async def login(self, token: str, connection: str) -> Login | None:
+        """The identity ``token`` proves and the widest action its scope grants on
+        ``connection``; None if the token is not accepted there or its scope does
+        not reach ``connection`` (the engines refuse both alike)."""
+        identity = await self.authenticate(token, connection)
+        if identity is None:
+            return None
+        level = identity_level(identity.scope, connection)
+        if level is None:
+            log.info("token %s: its scope does not reach %s", identity.token_id, connection)
+            return None
+        return Login(identity, level)
 
     async def verify(self, token: str) -> Identity | None:
         """:class:`TokenVerifier` for the admin API: static and gateway tokens."""

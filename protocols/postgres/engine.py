@@ -16,7 +16,6 @@ import trio
 
 from hoopd.codec import ProtocolError
 from hoopd.gateway import Gateway, Listener
-from hoopd.identity.scope import identity_level
 from hoopd.live_sessions import SessionEnded, Tracked
 from hoopd.pipeline import Session, session_subject
 from hoopd.recording.journal import RecorderError, SessionRecorder
@@ -184,7 +183,7 @@ class PostgresEngine:
             client_addr,
             recorder,
             connection.labels,
-            granted_level=identity_level(hello.identity.scope, connection.name) or 0,
+            granted_level=hello.granted_level,
         )
         try:
             masker = await _masking_for(gateway, session, upstream)

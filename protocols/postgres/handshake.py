@@ -18,8 +18,8 @@ import trio
 from hoopd.codec import ProtocolError
 from hoopd.config import ConnectionConfig
 from hoopd.gateway import Gateway, Listener
+from hoopd.identity.authenticator import Login
 from hoopd.identity.base import Identity
-from hoopd.identity.scope import identity_level
 from hoopd.relay import ByteStream, SocketByteStream, TrioByteStream
 
 from . import backend as be
@@ -61,6 +61,8 @@ class ClientHello:
     startup: fe.StartupMessage
     identity: Identity
     connection: ConnectionConfig
+    #: The widest action the token's scope grants on ``connection``.
+    granted_level: int
 
 
 @dataclass(slots=True)
@@ -130,7 +132,7 @@ async def accept_client(
             "plaintext client leg refused",
         )
     database = startup.get("database") or startup.get("user") or ""
-    identity = await _authenticate(gateway, leg, startup, database, on_denied)
+    login = await _authenticate(gateway, leg, startup, database, on_denied)
     connection = listener.connection_named(database)
     if connection is None:
         names = ", ".join(c.name for c in listener.connections)
@@ -142,7 +144,7 @@ async def accept_client(
             ),
             f"unknown connection {database!r}",
         )
-    return ClientHello(startup, identity, connection)
+    return ClientHello(startup, login.identity, connection, login.granted_level)
 
 
 async def _authenticate(
@@ -151,15 +153,15 @@ async def _authenticate(
     startup: fe.StartupMessage,
     database: str,
     on_denied: DeniedHook,
-) -> Identity:
+) -> Login:
     await leg.stream.send_all(leg.codec.send(be.Authentication(be.AUTH_CLEARTEXT)))
     message = await read_message(leg.stream, leg.codec)
     if not isinstance(message, fe.PasswordMessage):
         raise ProtocolError("expected a password message")
     started = trio.current_time()
-    identity = await gateway.authenticator.authenticate(message.password, database)
-    if identity is not None and identity_level(identity.scope, database) is not None:
-        return identity
+    login = await gateway.authenticator.login(message.password, database)
+    if login is not None:
+        return login
     await on_denied(startup)
     # Every rejection answers after the same delay, whatever failed and however
     # long checking took, so timing says nothing about the token.

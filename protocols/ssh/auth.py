@@ -23,7 +23,6 @@ import trio
 
 from hoopd.gateway import Gateway, Listener
 from hoopd.identity.base import Identity
-from hoopd.identity.scope import identity_level
 from hoopd.session_records import record_refused_login
 
 from .bridge import to_asyncio
@@ -42,6 +41,8 @@ class Accepted:
     selected: Selected
     identity: Identity
     username: str
+    #: The widest action the token's scope grants on the selected connection.
+    granted_level: int
 
 
 Forwards = Callable[
@@ -115,18 +116,14 @@ class GatewayServer(asyncssh.SSHServer):
     async def _check(self, username: str, token: str) -> Accepted | None:
         """(trio) The login, or None after the failure delay."""
         selected = select_target(username, self.listener)
-        identity = None
+        login = None
         if selected is not None:
-            name = selected.connection.name
-            identity = await self.gateway.authenticator.authenticate(token, name)
-            if identity is not None and identity_level(identity.scope, name) is None:
-                log.info("client %s: the token's scope does not reach %s", self.client_addr, name)
-                identity = None
-        if selected is None or identity is None:
+            login = await self.gateway.authenticator.login(token, selected.connection.name)
+        if selected is None or login is None:
             await trio.sleep(self.gateway.config.auth_failure_delay_seconds)
             await self._record_denied(username, selected)
             return None
-        return Accepted(selected, identity, username)
+        return Accepted(selected, login.identity, username, login.granted_level)
 
     async def _record_denied(self, username: str, selected: Selected | None) -> None:
         await record_refused_login(

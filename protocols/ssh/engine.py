@@ -20,7 +20,6 @@ import asyncssh
 import trio
 
 from hoopd.gateway import Gateway, Listener
-from hoopd.identity.scope import identity_level
 from hoopd.masking import Masker
 from hoopd.pipeline import Session, session_subject
 from hoopd.recording.journal import RecorderError, SessionRecorder
@@ -183,7 +182,7 @@ class SshEngine:
             client_addr,
             recorder,
             connection.labels,
-            granted_level=identity_level(identity.scope, connection.name) or 0,
+            granted_level=accepted.granted_level,
         )
         link = pending.link = Link(
             gateway, session, upstream, masker=_output_masker(gateway, session)
