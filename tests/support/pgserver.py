@@ -31,7 +31,7 @@ from pathlib import Path
 
 import trustme
 
-from tests.support.logwatch import wait_for_match
+from tests.support.logwatch import WatchedLog
 from tests.support.ports import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -171,7 +171,7 @@ class Completed:
     stderr: str
 
 
-class PgServer:
+class PgServer(WatchedLog):
     """One running PostgreSQL instance, started from a copy of the template."""
 
     def __init__(self, template: PgTemplate, root: Path, name: str = "pg") -> None:
@@ -446,33 +446,8 @@ class PgServer:
                 )
             time.sleep(0.05)
 
-    # --------------------------------------------------------------------- log
-
-    def log_mark(self) -> int:
-        """The current end of the server log; pass it to :meth:`log_text` as ``since``."""
-        try:
-            return self.logfile.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def log_text(self, since: int = 0) -> str:
-        try:
-            with open(self.logfile, "rb") as log:
-                log.seek(since)
-                return log.read().decode("utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def log_bytes(self) -> bytes:
         return self.logfile.read_bytes()
-
-    def wait_for_log(
-        self, pattern: str, *, since: int = 0, timeout: float = 10.0, flags: int = 0
-    ) -> re.Match[str]:
-        """Poll the server log for a regex until it matches or the deadline passes."""
-        return wait_for_match(
-            lambda: self.log_text(since), pattern, what="server log", timeout=timeout, flags=flags
-        )
 
     def statements_logged(self, *, since: int = 0, user: str = APP_USER) -> list[str]:
         """Statement texts the server logged for ``user`` (simple and extended protocol)."""

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from tests.support.logwatch import wait_for_match
+from tests.support.logwatch import WatchedLog
 from tests.support.ports import free_port
 
 SSHD = Path("/usr/sbin/sshd")
@@ -140,13 +140,15 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-class SshServer:
+class SshServer(WatchedLog):
     """One running sshd on 127.0.0.1, its keys, its log, and its target user.
 
     Guaranteed once :meth:`start` returns: sshd answers with an ``SSH-2.0-`` banner
     on ``host:port``; ``client_key`` logs in as ``user``; ``host_key`` is the
     key sshd presents (so ``known_hosts_line`` makes a client accept it).
     """
+
+    log_name = "sshd log"
 
     def __init__(
         self,
@@ -437,31 +439,6 @@ class SshServer:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-
-    # --------------------------------------------------------------------- log
-
-    def log_mark(self) -> int:
-        """The current end of sshd's log; pass it to :meth:`log_text` as ``since``."""
-        try:
-            return self.logfile.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def log_text(self, since: int = 0) -> str:
-        try:
-            with open(self.logfile, "rb") as log:
-                log.seek(since)
-                return log.read().decode("utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_for_log(
-        self, pattern: str, *, since: int = 0, timeout: float = 10.0, flags: int = 0
-    ) -> re.Match[str]:
-        """Poll sshd's log for a regex until it matches or the deadline passes."""
-        return wait_for_match(
-            lambda: self.log_text(since), pattern, what="sshd log", timeout=timeout, flags=flags
-        )
 
 
 def make_workdir(prefix: str = "hoopd-sshd-") -> Path:
