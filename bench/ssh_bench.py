@@ -9,9 +9,13 @@ and a gateway with one ssh connection to it (key auth, pinned host key), then ti
   500), once with OpenSSH's default cipher and once with ``aes128-gcm@openssh.com``;
 * ``scp`` (sftp mode) uploading a file of BENCH_SCP_MB (default 200) to the target.
 
-Each is run directly against sshd (the client key) and through hoopd (a gateway token
-through SSH_ASKPASS), BENCH_REPEATS times (default 1, median kept). It prints MB/s and
-the ratio to direct, writes the same to ``bench/results/ssh.json`` and asserts nothing.
+Each is run directly against sshd (the client key), through the peer
+``asyncssh-relay`` (bench/asyncssh_relay_proxy.py: a bare asyncssh man-in-the-middle on
+plain asyncio that judges and records nothing, AES-GCM on both legs: the floor under
+any asyncssh gateway) and through hoopd (a gateway token through SSH_ASKPASS),
+BENCH_REPEATS times (default 1, median kept). It prints MB/s, the ratio to direct and,
+for hoopd, to the peer; writes the same to ``bench/results/ssh.json`` (keys ``path``,
+``workload``, ``mb_per_s``, ``ratio_to_direct``, ``ratio_to_peer``) and asserts nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from tests.support.sshclient import SshClient  # noqa: E402
 from tests.support.sshserver import SshServer, running_sshd  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ssh.json"
+PEER_SCRIPT = ROOT / "bench" / "asyncssh_relay_proxy.py"
 CIPHERS = {"default": [], "aes128-gcm": ["-c", "aes128-gcm@openssh.com"]}
 
 
@@ -90,6 +95,20 @@ def _start_gateway(config: Path, port: int, log: Path) -> subprocess.Popen[bytes
     raise RuntimeError("hoopd serve did not start listening")
 
 
+def _start_peer(sshd: SshServer, port: int, password: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, str(PEER_SCRIPT), "--listen-port", str(port),
+         "--target-port", str(sshd.port), "--target-user", sshd.user,
+         "--target-key", str(sshd.client_key), "--password", password],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != b"ready":
+        process.kill()
+        raise RuntimeError("the asyncssh-relay peer did not start")
+    return process
+
+
 def _timed(client: SshClient, argv: list[str]) -> float:
     start = time.monotonic()
     done = subprocess.run(
@@ -121,53 +140,82 @@ def main() -> int:
     repeats = int(os.environ.get("BENCH_REPEATS", "1"))
     root = Path(tempfile.mkdtemp(prefix="hoopd-bench-ssh-"))
     rows: list[dict[str, object]] = []
-    gateway: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = []
     with running_sshd(root / "sshd") as sshd:
         token = "hoopd_bench-" + secrets.token_urlsafe(24)
-        port = free_port()
+        port, peer_port = free_port(), free_port()
         config = _config(root, sshd, port, hashlib.sha256(token.encode()).hexdigest())
         try:
-            gateway = _start_gateway(config, port, root / "hoopd.log")
-            direct = SshClient(
-                sshd.host, sshd.port, sshd.user, root / "direct",
-                identity_file=sshd.client_key, known_hosts=[sshd.known_hosts_line],
-            )  # fmt: skip
-            through = SshClient(
-                "127.0.0.1", port, "bench", root / "hoopd", password=token,
-                strict_host_key_checking="accept-new",
-            )  # fmt: skip
+            processes.append(_start_gateway(config, port, root / "hoopd.log"))
+            processes.append(_start_peer(sshd, peer_port, token))
+            clients = {
+                "direct": SshClient(
+                    sshd.host, sshd.port, sshd.user, root / "direct",
+                    identity_file=sshd.client_key, known_hosts=[sshd.known_hosts_line],
+                ),
+                "asyncssh-relay": SshClient(
+                    "127.0.0.1", peer_port, "bench", root / "peer", password=token,
+                    strict_host_key_checking="accept-new",
+                ),
+                "hoopd": SshClient(
+                    "127.0.0.1", port, "bench", root / "hoopd", password=token,
+                    strict_host_key_checking="accept-new",
+                ),
+            }  # fmt: skip
             payload = root / "upload.bin"
             with open(payload, "wb") as out:
                 out.truncate(scp_megabytes * 1024 * 1024)
             for name, cipher in CIPHERS.items():
                 workload = f"ssh head -c {megabytes}M ({name})"
-                base = _median(repeats, partial(_stream, direct, megabytes, cipher))
-                rows.append({"path": "direct", "workload": workload, "mb_per_s": base})
-                mine = _median(repeats, partial(_stream, through, megabytes, cipher))
-                rows.append(
-                    {"path": "hoopd", "workload": workload, "mb_per_s": mine,
-                     "ratio_to_direct": mine / base}
-                )  # fmt: skip
+                rows += _compare(
+                    workload,
+                    {path: partial(_stream, c, megabytes, cipher) for path, c in clients.items()},
+                    repeats,
+                )
             workload = f"scp upload {scp_megabytes} MB"
-            base = _median(repeats, partial(_upload, direct, payload, scp_megabytes))
-            rows.append({"path": "direct", "workload": workload, "mb_per_s": base})
-            mine = _median(repeats, partial(_upload, through, payload, scp_megabytes))
-            rows.append(
-                {"path": "hoopd", "workload": workload, "mb_per_s": mine,
-                 "ratio_to_direct": mine / base}
-            )  # fmt: skip
+            rows += _compare(
+                workload,
+                {
+                    path: partial(_upload, c, payload, scp_megabytes)
+                    for path, c in clients.items()
+                    if path != "asyncssh-relay"  # it relays exec requests only
+                },
+                repeats,
+            )
         finally:
-            if gateway is not None and gateway.poll() is None:
-                gateway.send_signal(signal.SIGTERM)
-                gateway.wait(timeout=30)
-    print(f"{'workload':38s} {'path':7s} {'MB/s':>8s} {'x direct':>9s}")
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(timeout=30)
+    print(f"{'workload':38s} {'path':15s} {'MB/s':>8s} {'x direct':>9s} {'x peer':>7s}")
     for row in rows:
-        ratio = row.get("ratio_to_direct")
+        ratio, peer = row.get("ratio_to_direct"), row.get("ratio_to_peer")
         shown = f"{ratio:.2f}x" if isinstance(ratio, float) else "-"
-        print(f"{row['workload']!s:38s} {row['path']!s:7s} {row['mb_per_s']:8.1f} {shown:>9s}")
+        over_peer = f"{peer:.2f}x" if isinstance(peer, float) else "-"
+        print(
+            f"{row['workload']!s:38s} {row['path']!s:15s} {row['mb_per_s']:8.1f}"
+            f" {shown:>9s} {over_peer:>7s}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
+
+
+def _compare(
+    workload: str, measures: dict[str, Callable[[], float]], repeats: int
+) -> list[dict[str, object]]:
+    """One row per path, each the median of ``repeats`` runs, in the order given
+    (direct first); ratios to direct and, for hoopd, to the peer."""
+    speeds = {path: _median(repeats, measure) for path, measure in measures.items()}
+    rows: list[dict[str, object]] = []
+    for path, speed in speeds.items():
+        row: dict[str, object] = {"path": path, "workload": workload, "mb_per_s": speed}
+        if path != "direct":
+            row["ratio_to_direct"] = speed / speeds["direct"]
+        if path == "hoopd" and "asyncssh-relay" in speeds:
+            row["ratio_to_peer"] = speed / speeds["asyncssh-relay"]
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":

@@ -80,6 +80,20 @@ class SessionRecorder:
         return. (A body msgpack cannot encode raises RecorderError without failing
         the recorder: nothing was written.)
         """
+        batch = self.append_now(records)
+        if batch is not None:
+            await self.wait_durable(batch)
+
+    def append_now(self, records: Sequence[tuple[str, Mapping[str, Any]]]) -> FlushBatch | None:
+        """The synchronous part of :meth:`append`: the records are written (handed
+        to the kernel: durable against a crash of the gateway) when this returns.
+
+        Returns None when that is all the journal promises (process-crash mode),
+        else the flush to await with :meth:`wait_durable` before anyone may rely on
+        the records. For callers on another event loop in the gateway's thread
+        (asyncssh's), which can then record without crossing into trio per write.
+        Raises like :meth:`append`.
+        """
         if self._failed or self._closed:
             raise RecorderError("recorder failed or closed")
         if not self._journal.flusher_running:
@@ -88,9 +102,15 @@ class SessionRecorder:
             self._failed = True
             log.error("power-loss durability needs Journal.run() running; it is not")
             raise RecorderError("journal flusher not running")
-        batch = self._write(records)
-        if batch is not None:
-            await self._wait_durable(batch)
+        return self._write(records)
+
+    async def wait_durable(self, batch: FlushBatch) -> None:
+        """Wait for a flush :meth:`append_now` returned. Raises RecorderError (and
+        fails the recorder) if it failed."""
+        error = await batch.wait()
+        if error is not None:
+            self._failed = True
+            raise RecorderError(f"flush: {error}") from error
 
     async def close(self, reason: str) -> None:
         """Write ``session_end`` (body ``{"reason": reason}``) and the index row's end.
@@ -173,13 +193,6 @@ class SessionRecorder:
         self._identity = identity
         self.last_segment = journal.segment
         return batch
-
-    async def _wait_durable(self, batch: FlushBatch) -> None:
-        error = await batch.wait()
-        if error is not None:
-            self._failed = True
-            raise RecorderError(f"flush: {error}") from error
-
 
 def describe(exc: BaseException) -> str:
     """An error for logs: errno name and text, never paths or contents."""

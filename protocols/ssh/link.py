@@ -10,8 +10,9 @@ admitted), so a command waiting for approval holds up the admission of commands
 on the connection's other channels, not their data.
 
 Appends from several channels may run at once: each is one synchronous write of
-the session's hash chain (``SessionRecorder._write`` does not yield), so records
-never interleave or break the chain; only the wait for durability overlaps.
+the session's hash chain (``SessionRecorder.append_now``, called from asyncio's
+side; both loops share the gateway's one thread), so records never interleave or
+break the chain; only the wait for durability (power-loss mode) overlaps.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from hoopd.events import HostCommand
 from hoopd.gateway import Gateway
 from hoopd.masking import Masker
 from hoopd.pipeline import Admission, CommandRefused, Refusal, Session
+from hoopd.recording.flush import FlushBatch
 from hoopd.recording.journal import RecorderError
 
 from .bridge import to_asyncio
@@ -80,8 +82,18 @@ class Link:
     # -- called from asyncio (the channel handlers) --------------------------------
 
     async def record(self, records: Records) -> None:
-        """Append ``records``; returns once they are durable. Raises RecordingFailed."""
-        await to_asyncio(self._append)(records)
+        """Append ``records``; returns once they are durable. Raises RecordingFailed.
+
+        The write itself happens here, on asyncio's side: crossing into trio for
+        every chunk of a bulk transfer cost more than the recording (it halved
+        throughput); only power-loss mode's wait for the disk flush crosses."""
+        try:
+            batch = self.session.recorder.append_now(records)
+        except RecorderError:
+            self.failed.set()
+            raise RecordingFailed("session recording is unavailable") from None
+        if batch is not None:
+            await to_asyncio(self._wait_durable)(batch)
 
     async def admit(
         self,
@@ -96,9 +108,9 @@ class Link:
 
     # -- trio ----------------------------------------------------------------------
 
-    async def _append(self, records: Records) -> None:
+    async def _wait_durable(self, batch: FlushBatch) -> None:
         try:
-            await self.session.recorder.append(records)
+            await self.session.recorder.wait_durable(batch)
         except RecorderError:
             self.failed.set()
             raise RecordingFailed("session recording is unavailable") from None
