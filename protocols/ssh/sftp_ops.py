@@ -79,13 +79,15 @@ class SftpOperations:
             return False
         return packet.name not in _HARMLESS_EXTENSIONS and _extension_command(packet) is None
 
-    def forwarded(self, packet: w.Packet) -> None:
-        """Note a client packet that goes on to the server."""
+    def forwarded(self, packet: w.Packet, paths: tuple[str, ...] = ()) -> None:
+        """Note a client packet that goes on to the server; ``paths``: its command's,
+        as judged (resolved), which a handle it opens is then bound to."""
+        opened = paths[0] if paths else getattr(packet, "path", "")
         if isinstance(packet, w.OpenRequest) and packet.request_id is not None:
-            self._opening[packet.request_id] = packet.path
+            self._opening[packet.request_id] = opened
         elif isinstance(packet, w.PathRequest) and packet.type == w.OPENDIR:
             if packet.request_id is not None:
-                self._opening[packet.request_id] = packet.path
+                self._opening[packet.request_id] = opened
         elif isinstance(packet, w.HandleRequest) and packet.type == w.CLOSE:
             self._handles.pop(packet.handle, None)
 

@@ -16,7 +16,10 @@ Guarantees, on top of :mod:`.relay`'s (record before forwarding, flow control):
 - if an admission cannot be recorded or judged, the packet is not forwarded
   (``RecordingFailed``: the engine ends the session);
 - a malformed packet from either side ends this channel (logged, and said on its
-  stderr), never the connection or the gateway.
+  stderr), never the connection or the gateway;
+- the paths an operation is judged on are where the target resolves them
+  (:mod:`.sftp_paths`); when the target cannot say, the operation is refused
+  (``FX_PERMISSION_DENIED``), never judged on the path as written.
 
 Bytes are recorded once, as ``stdin``/``stdout`` records like any channel's; the
 decoded operations are the ``statement`` records, not a second copy of the data.
@@ -24,7 +27,9 @@ decoded operations are the ``statement`` records, not a second copy of the data.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import posixpath
 from contextlib import suppress
 from typing import Any
 
@@ -40,6 +45,7 @@ from .link import Link, RecordingFailed
 from .process import ChannelProcess
 from .relay import CHUNK, CONTROL, Pump
 from .sftp_ops import SftpOperations
+from .sftp_paths import PathResolver, PathsUnknown
 
 log = logging.getLogger("hoopd.ssh")
 
@@ -58,6 +64,7 @@ class SftpRelay:
     ) -> None:
         self.link, self.number, self.process, self.target = link, number, process, target
         self.operations = SftpOperations()
+        self.paths = PathResolver(link.upstream)
         self._requests = w.SftpCodec()
         self._answers = w.SftpCodec()
         #: Request id -> the number of the admitted operation it carries.
@@ -85,6 +92,8 @@ class SftpRelay:
             )
             self.process.close()
             self.target.close()
+        finally:
+            self.paths.close()
 
     async def _requests_loop(self) -> None:
         while True:
@@ -113,11 +122,35 @@ class SftpRelay:
             if unsupported:
                 await self._answer(packet, w.FX_OP_UNSUPPORTED, "hoopd: unsupported extension")
                 continue
-            if command is not None and not await self._admit(packet, command):
-                continue
-            self.operations.forwarded(packet)
+            if command is not None:
+                command = await self._resolved(packet, command)
+                if command is None or not await self._admit(packet, command):
+                    continue
+            self.operations.forwarded(packet, command.paths if command else ())
             batch.append(packet.raw)
         await self._to_target(batch)
+
+    async def _resolved(self, packet: w.Packet, command: HostCommand) -> HostCommand | None:
+        """``command`` with its paths where the target resolves them; None (answered
+        here: refused) when the target cannot say."""
+        if isinstance(packet, w.HandleRequest):
+            return command  # the path its handle was opened with: already resolved
+        paths = list(command.paths)
+        if isinstance(packet, w.TwoPathRequest) and packet.type == w.SYMLINK:
+            # OpenSSH's sftp-server (the target) takes (link target, link path), the
+            # reverse of the draft; a relative link target is relative to the
+            # link's directory, not to the login's home.
+            target, link_path = paths
+            if not target.startswith("/"):
+                paths[0] = posixpath.join(posixpath.dirname(link_path) or ".", target)
+        try:
+            resolved = tuple([await self.paths.resolve(path) for path in paths])
+        except PathsUnknown as exc:
+            log.warning("session %s: SFTP path not resolved: %s", self.link.session.session_id, exc)
+            message = "hoopd: the target cannot resolve this path; refused"
+            await self._answer(packet, w.FX_PERMISSION_DENIED, message)
+            return None
+        return dataclasses.replace(command, paths=resolved)
 
     async def _admit(self, packet: w.Packet, command: HostCommand) -> bool:
         """Whether ``packet`` may go on; a refusal is answered here."""

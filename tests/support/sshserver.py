@@ -41,6 +41,7 @@ from tests.support.logwatch import WatchedLog
 from tests.support.ports import free_port
 
 SSHD = Path("/usr/sbin/sshd")
+SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
 TARGET_USER = "hoopd-target"
 SECRET_DIR = Path("/var/lib/hoopd-tests")
 PRIVSEP_DIR = Path("/run/sshd")
@@ -174,6 +175,9 @@ class SshServer(WatchedLog):
         #: temp dir, since sshd reads it as the target user, who cannot traverse a
         #: private workdir (pytest's are 0700). Made by :meth:`start`, removed by :meth:`stop`.
         self.authorized_dir = Path("/nonexistent")
+        #: Where the target's sftp-server logs each operation (in ``authorized_dir``,
+        #: written by the target user). Made by :meth:`start`.
+        self.sftp_log = Path("/nonexistent")
         #: The private key that logs in as ``user`` (ed25519, no passphrase, 0600).
         self.client_key = workdir / "client_ed25519"
         self.client_public_key = ""
@@ -217,6 +221,7 @@ class SshServer(WatchedLog):
         password = target_password(self.user)
         self._password = password if self.password_auth else None
         self._make_keys()
+        self._make_sftp_log()
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         self.port = free_port()
         self._write_config()
@@ -267,6 +272,22 @@ class SshServer(WatchedLog):
         self.authorized_dir.chmod(0o755)
         self.authorize_key(self.client_public_key)
 
+    def _make_sftp_log(self) -> None:
+        self.sftp_log = self.authorized_dir / "sftp.log"
+        self.sftp_log.touch(mode=0o644)
+        shutil.chown(self.sftp_log, user=self.user)
+
+    def sftp_log_mark(self) -> int:
+        """Where :attr:`sftp_log` ends now, for :meth:`sftp_operations`."""
+        return self.sftp_log.stat().st_size
+
+    def sftp_operations(self, since: int = 0) -> list[str]:
+        """The lines sftp-server logged since ``since``: one per operation that
+        reached the target (``open "PATH" flags READ ...``, ``opendir "PATH"``, ...)."""
+        with open(self.sftp_log, "rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace").splitlines()
+
     def authorize_key(self, public_key_line: str) -> None:
         """Let another public key (``ssh-ed25519 AAAA...``) log in as ``user``."""
         path = self.authorized_dir / self.user
@@ -290,7 +311,9 @@ class SshServer(WatchedLog):
             f"PasswordAuthentication {yes_no}",
             f"KbdInteractiveAuthentication {yes_no}",
             "PermitEmptyPasswords no",
-            "Subsystem sftp internal-sftp",
+            # Each SFTP operation is logged (see sftp_log), so tests can see what
+            # reached the target; sshd runs the subsystem through the login shell.
+            f"Subsystem sftp {SFTP_SERVER} -e -l INFO 2>>{self.sftp_log}",
             "MaxStartups 100:30:200",
             "MaxSessions 50",
             "LoginGraceTime 30",
