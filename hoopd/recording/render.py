@@ -12,10 +12,12 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any, Final
 
 from hoopd.recording.frames import Record
 from hoopd.recording.jsonable import dumps
+from hoopd.recording.render_channels import CHANNEL_KINDS, channel_line, stream_key, stream_lines
 from hoopd.recording.summary import SessionSummary
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -195,30 +197,50 @@ def record_json(record: Record) -> str:
 
 
 def replay_lines(records: Iterable[Record]) -> Iterator[str]:
-    """A readable transcript: one entry per record, results under their statement."""
-    for record in records:
-        body = record.body
-        prefix = timestamp(record.time, millis=True) + "  "
-        if record.kind in ("result", "notice"):
-            yield _INDENT + "-> " + _number(body) + _result(record.kind, body)
-        elif record.kind == "statement" and "kind" in body and "sql" not in body:
-            # A host command (SSH): its kind, then the command line or operation.
-            yield prefix + "command " + _number(body) + clean(f"[{body.get('kind')}]")
-            yield _INDENT + clean(str(body.get("text", "")))
-            yield from _verdict_lines(body)
-        elif record.kind == "statement":
-            heading = "statement " + _number(body) + _classification(body.get("classification"))
-            yield prefix + heading.rstrip()
-            yield from _sql_lines(body)
-            yield from _verdict_lines(body)
-        elif record.kind == "session_start":
-            yield prefix + "session start " + _start(body)
-        elif record.kind == "auth":
-            yield prefix + "auth " + _auth(body)
-        elif record.kind == "session_end":
-            yield prefix + f"session end ({clean(str(body.get('reason')))})"
+    """A readable transcript: one entry per record, results under their statement,
+    a channel's consecutive data as its text (:mod:`.render_channels`)."""
+    for key, run in groupby(records, key=stream_key):
+        if key is not None:
+            yield from stream_lines(run, _stamp, _INDENT, clean)
         else:
-            yield prefix + clean(f"{record.kind} {dumps(body)}")
+            for record in run:
+                yield from _record_lines(record)
+
+
+def _stamp(when: float) -> str:
+    return timestamp(when, millis=True) + "  "
+
+
+def _record_lines(record: Record) -> Iterator[str]:
+    body = record.body
+    prefix = timestamp(record.time, millis=True) + "  "
+    if record.kind in ("result", "notice"):
+        yield _INDENT + "-> " + _number(body) + _result(record.kind, body)
+    elif record.kind == "statement" and "kind" in body and "sql" not in body:
+        # A host command (SSH): its kind, then the command line or operation.
+        yield prefix + "command " + _number(body) + clean(f"[{body.get('kind')}]")
+        yield _INDENT + clean(str(body.get("text", "")))
+        paths = body.get("paths")
+        if paths:
+            yield _INDENT + clean("paths: " + ", ".join(map(str, paths)))
+        if body.get("destination"):
+            yield _INDENT + clean(f"destination: {body['destination']}")
+        yield from _verdict_lines(body)
+    elif record.kind == "statement":
+        heading = "statement " + _number(body) + _classification(body.get("classification"))
+        yield prefix + heading.rstrip()
+        yield from _sql_lines(body)
+        yield from _verdict_lines(body)
+    elif record.kind == "session_start":
+        yield prefix + "session start " + _start(body)
+    elif record.kind == "auth":
+        yield prefix + "auth " + _auth(body)
+    elif record.kind == "session_end":
+        yield prefix + f"session end ({clean(str(body.get('reason')))})"
+    elif record.kind in CHANNEL_KINDS:
+        yield prefix + channel_line(record, clean)
+    else:
+        yield prefix + clean(f"{record.kind} {dumps(body)}")
 
 
 def _number(body: Mapping[str, Any]) -> str:
