@@ -1,4 +1,5 @@
-"""Session-wide fixtures: one real PostgreSQL server shared by the integration tests."""
+"""Shared fixtures: one real PostgreSQL server for the whole run, and a real sshd for
+each SSH test module that asks for ``sshd``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.support.pgserver import (  # noqa: E402
     make_shared_tempdir,
     remove_tree,
 )
+from tests.support.sshserver import SSHD, SshServer, running_sshd  # noqa: E402
 
 
 def _postgres_available() -> bool:
@@ -56,3 +58,13 @@ def pg(pg_template: PgTemplate, pg_root: Path) -> Iterator[PgServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A running OpenSSH sshd (key login as the target user) for one test module."""
+    missing = [tool for tool in ("ssh", "sftp", "scp") if shutil.which(tool) is None]
+    if missing or not SSHD.exists():
+        pytest.fail("openssh-server and openssh-client are required (packaging/system-deps.sh)")
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

@@ -6,7 +6,6 @@ Real ssh -> hoopd -> a real sshd; each refusal is checked on the target's side.
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from tests.integration.test_ssh_engine import (
     running_ssh_gateway,
 )
 from tests.support.gateway import Token, session_ids
-from tests.support.sshserver import SshServer, running_sshd
+from tests.support.sshserver import SshServer
 
 POLICY = """
 defaults:
@@ -32,14 +31,6 @@ rules:
     action: deny
     message: delegated tokens may run commands, not interactive shells
 """
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    if shutil.which("ssh") is None or not Path("/usr/sbin/sshd").exists():
-        pytest.fail("openssh-server and openssh-client are required (packaging/system-deps.sh)")
-    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from tests.integration.test_ssh_engine import (
 )
 from tests.support.gateway import Token, session_ids
 from tests.support.sshclient import SshClient
-from tests.support.sshserver import SshServer, running_sshd
+from tests.support.sshserver import SshServer
 
 POLICY = """
 defaults:
@@ -39,14 +38,6 @@ rules:
                     sftp-mkdir, sftp-setstat]}
     action: allow
 """
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    if shutil.which("sftp") is None or not Path("/usr/sbin/sshd").exists():
-        pytest.fail("openssh-server and openssh-client are required (packaging/system-deps.sh)")
-    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
