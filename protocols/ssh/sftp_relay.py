@@ -61,10 +61,12 @@ class SftpRelay:
         number: int,
         process: ChannelProcess,
         target: asyncssh.SSHClientProcess[bytes],
+        paths: PathResolver | None = None,
     ) -> None:
         self.link, self.number, self.process, self.target = link, number, process, target
         self.operations = SftpOperations()
-        self.paths = PathResolver(link.upstream)
+        #: Where paths point on the target (by default, asked of its sftp-server).
+        self.paths = paths if paths is not None else PathResolver(link.upstream)
         self._requests = w.SftpCodec()
         self._answers = w.SftpCodec()
         #: Request id -> the number of the admitted operation it carries.

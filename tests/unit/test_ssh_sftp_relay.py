@@ -14,6 +14,7 @@ from hoopd.events import HostCommand
 from hoopd.pipeline import Admission, Refusal
 from hoopd.protocols.ssh import sftp_wire as w
 from hoopd.protocols.ssh.link import RecordingFailed
+from hoopd.protocols.ssh.sftp_paths import PathsUnknown
 from hoopd.protocols.ssh.sftp_relay import SftpRelay
 
 
@@ -91,12 +92,31 @@ class Link:
         return Admission(len(self.commands), Refusal("no", "r", "deny") if self.refuse else None)
 
 
-def relay(link: Link, *client: bytes) -> tuple[SftpRelay, Any, Any]:
+class Paths:
+    """The target's answers to "where does this path point": ``/h/...`` resolves to
+    ``/home/u/...``; ``unknown`` makes every answer fail."""
+
+    def __init__(self, unknown: bool = False) -> None:
+        self.unknown = unknown
+        self.closed = False
+
+    async def resolve(self, path: str) -> str:
+        if self.unknown:
+            raise PathsUnknown("the target went away")
+        return path.replace("/h/", "/home/u/", 1)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def relay(link: Link, *client: bytes, paths: Paths | None = None) -> tuple[SftpRelay, Any, Any]:
     process = Side()
     process.stdin = Reader(*client)  # what the client sends
     process.stdout = Writer()  # what the client receives
     target = Side()
-    return SftpRelay(cast(Any, link), 1, cast(Any, process), cast(Any, target)), process, target
+    resolver = cast(Any, paths or Paths())
+    sftp = SftpRelay(cast(Any, link), 1, cast(Any, process), cast(Any, target), resolver)
+    return sftp, process, target
 
 
 def test_a_refused_open_is_answered_by_the_gateway_and_the_rest_goes_on() -> None:
@@ -112,8 +132,24 @@ def test_a_refused_open_is_answered_by_the_gateway_and_the_rest_goes_on() -> Non
         w.FX_PERMISSION_DENIED,
         "hoopd: no",
     )
-    assert [c.paths for c in link.commands] == [("/h/secret",)]
+    assert [c.paths for c in link.commands] == [("/home/u/secret",)]  # judged resolved
+    assert "/h/secret" in link.commands[0].text  # as the client wrote it
     assert [kind for kind, _ in link.records] == ["stdout", "stdin"]
+
+
+def test_an_operation_whose_path_the_target_cannot_resolve_is_refused() -> None:
+    link = Link()
+    paths = Paths(unknown=True)
+    sftp, process, target = relay(link, OPEN_SECRET + STAT, paths=paths)
+    _answers, requests = sftp.pumps()
+    asyncio.run(requests())
+    assert target.stdin.data == STAT  # the lookup goes on; the open never reached it
+    answer = w.decode(process.stdout.data)
+    assert isinstance(answer, w.StatusReply)
+    assert (answer.request_id, answer.code) == (1, w.FX_PERMISSION_DENIED)
+    assert "cannot resolve" in answer.message
+    assert link.commands == []  # never judged on the path as written
+    assert paths.closed
 
 
 def test_an_operation_that_cannot_be_admitted_never_reaches_the_target() -> None:
