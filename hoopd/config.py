@@ -32,9 +32,11 @@ from urllib.parse import urlsplit
 from hoopd.config_identity import (
     IdentityConfig,
     OidcIssuerConfig,
+    SshKeyConfig,
     identity_section,
     is_loopback_host,
     oidc_issuers,
+    ssh_key_bindings,
     token_expiry,
     token_scope,
 )
@@ -244,6 +246,7 @@ class GatewayConfig:
     approvals: ApprovalsConfig = ApprovalsConfig()
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     oidc_issuers: tuple[OidcIssuerConfig, ...] = ()
+    ssh_keys: tuple[SshKeyConfig, ...] = ()
 
 
 def load_config(path: Path | str, *, protocols: Set[str] = KNOWN_PROTOCOLS) -> GatewayConfig:
@@ -309,6 +312,7 @@ def config_from_dict(
     pol.done()
     approvals = _approvals(root.table("approvals"))
     tokens = _tokens(root.tables("tokens"))
+    ssh_keys = ssh_key_bindings(root.tables("ssh_keys"))
     identity = identity_section(root.table("identity"))
     oidc = oidc_issuers(root.table("oidc"))
     connections = _connections(root.tables("connections"), protocols)
@@ -333,6 +337,7 @@ def config_from_dict(
         approvals=approvals,
         identity=identity,
         oidc_issuers=oidc,
+        ssh_keys=ssh_keys,
     )
 
 

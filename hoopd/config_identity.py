@@ -1,5 +1,6 @@
 """The identity parts of the configuration: static token expiry and scope,
-``[identity]`` (the gateway's own tokens) and ``[[oidc.issuers]]``.
+``[[ssh_keys]]`` (SSH public keys bound to an identity), ``[identity]`` (the
+gateway's own tokens and SSH certificates) and ``[[oidc.issuers]]``.
 
 Parsed by :func:`hoopd.config.config_from_dict` with the same guarantees as the rest
 of the file: every problem is reported with its key, unknown keys are refused.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from hoopd.identity.scope import ScopeError, parse_scope
+from hoopd.identity.ssh_wire import SshWireError, public_key_blob
 
 if TYPE_CHECKING:
     from hoopd.config import _Table
@@ -37,6 +39,8 @@ class IdentityConfig:
     ``store_dir`` holds the token and revocation store that gateways sharing it
     see alike (default: the approvals store directory, else the data directory).
     ``end_sessions_at_expiry`` ends a live session when its token expires.
+    ``ssh_certificate_max_ttl_seconds`` is the longest an SSH certificate hoopd's
+    CA issues for a token may be valid (never past the token's own expiry).
     """
 
     issuer: str = "hoopd"
@@ -45,6 +49,20 @@ class IdentityConfig:
     max_chain_depth: int = 3
     store_dir: Path | None = None
     end_sessions_at_expiry: bool = True
+    ssh_certificate_max_ttl_seconds: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class SshKeyConfig:
+    """``[[ssh_keys]]``: OpenSSH public keys that log in as ``identity`` (with
+    ``groups``), until ``expires_at`` (Unix seconds), within ``scope`` (None:
+    unrestricted), exactly like a static token. ``keys`` holds each key's wire blob."""
+
+    identity: str
+    groups: tuple[str, ...]
+    keys: tuple[bytes, ...]
+    expires_at: float
+    scope: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +95,18 @@ class OidcIssuerConfig:
     jwks_max_age_seconds: float = 3600.0
 
 
-def token_expiry(t: _Table) -> float:
-    """``expires``: an offset date-time (Unix seconds); required."""
+def token_expiry(t: _Table, what: str = "static tokens are for bootstrapping and") -> float:
+    """``expires``: an offset date-time (Unix seconds); required. ``what`` starts
+    the reason given when it is missing or malformed."""
     if not t.present("expires"):
-        t.problem("expires", "missing (required: static tokens are for bootstrapping and expire)")
+        t.problem("expires", f"missing (required: {what} expire)")
         return 0.0
     value = t.raw("expires")
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.timestamp()
     t.problem(
         "expires",
-        "must be an offset date-time such as 2027-01-31T00:00:00Z"
-        " (static tokens are for bootstrapping and must expire)",
+        f"must be an offset date-time such as 2027-01-31T00:00:00Z ({what} must expire)",
     )
     return 0.0
 
@@ -116,10 +134,39 @@ def identity_section(t: _Table) -> IdentityConfig:
     depth = t.integer("max_chain_depth", 3, 0, 16)
     store_dir = t.path("store_dir")
     end_at_expiry = t.boolean("end_sessions_at_expiry", True)
+    cert_ttl = t.integer("ssh_certificate_max_ttl_seconds", 3600, 1, None)
     t.done()
     if default_ttl > max_ttl:
         t.problem("default_ttl_seconds", f"must not exceed max_ttl_seconds ({max_ttl})")
-    return IdentityConfig(issuer, default_ttl, max_ttl, depth, store_dir, end_at_expiry)
+    return IdentityConfig(issuer, default_ttl, max_ttl, depth, store_dir, end_at_expiry, cert_ttl)
+
+
+def ssh_key_bindings(tables: list[_Table]) -> tuple[SshKeyConfig, ...]:
+    """``[[ssh_keys]]``; a key may be bound once only, across every entry."""
+    bindings: list[SshKeyConfig] = []
+    seen: dict[bytes, int] = {}
+    for i, t in enumerate(tables):
+        identity = t.text("identity")
+        groups = t.text_list("groups")
+        lines = t.text_list("keys")
+        if not lines and "keys" not in t.failed:
+            t.problem("keys", "missing (required: at least one OpenSSH public key line)")
+        keys: list[bytes] = []
+        for n, line in enumerate(lines):
+            try:
+                blob = public_key_blob(line)
+            except SshWireError as exc:
+                t.problem(f"keys[{n}]", f"not an OpenSSH public key line: {exc}")
+                continue
+            if blob in seen:
+                t.problem(f"keys[{n}]", f"the same key is bound by ssh_keys[{seen[blob]}]")
+            seen.setdefault(blob, i)
+            keys.append(blob)
+        expires_at = token_expiry(t, "SSH key bindings, like static tokens,")
+        scope = token_scope(t)
+        t.done()
+        bindings.append(SshKeyConfig(identity, groups, tuple(keys), expires_at, scope))
+    return tuple(bindings)
 
 
 def oidc_issuers(t: _Table) -> tuple[OidcIssuerConfig, ...]:

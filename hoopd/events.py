@@ -118,6 +118,12 @@ HOST_KINDS: Final = frozenset(
 )  # fmt: skip
 """The kinds of command a host reached over SSH receives (docs/policy.md)."""
 
+NAMED_ONLY_KINDS: Final = frozenset({"remote-forward", "agent-forward", "x11"})
+"""Host command kinds that only a rule naming them can allow: the connection's
+default never applies to them, and neither does a rule that matches them for
+another reason (docs/policy.md "Deciding"). Each opens a way from the target back
+to the client's side (a listener there, the client's agent, its display)."""
+
 
 @dataclass(frozen=True, slots=True)
 class HostClassification(SqlClassification):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hoopd.actions import ADMIN, action_name, level_of
-from hoopd.events import CommandResult, HostCommand, SqlStatement
+from hoopd.events import NAMED_ONLY_KINDS, CommandResult, HostCommand, SqlStatement
 from hoopd.identity.base import Identity
 from hoopd.policy.verdict import Subject, Verdict
 from hoopd.recording.journal import RecorderError, SessionRecorder
@@ -103,7 +103,8 @@ class Pipeline:
 
     ``policy`` may be replaced at any moment (reload); each command is judged by
     the policy in force when it arrives. Without a policy every command is let
-    through (and recorded).
+    through (and recorded), except the host command kinds only a rule naming
+    them may allow (:data:`hoopd.events.NAMED_ONLY_KINDS`), which are refused.
     """
 
     def __init__(self, policy: Policy | None = None) -> None:
@@ -137,6 +138,10 @@ class Pipeline:
                     refusal = await self._hold(session, command, verdict, body)
                 else:
                     refusal = _refusal(verdict)
+            elif NAMED_ONLY_KINDS & command.classification.kinds:
+                # Without a policy nothing names them, so nothing allows them.
+                refusal = Refusal(_NOT_NAMED_MESSAGE, None, "deny")
+                body["verdict"] = {"action": "deny", "rule": None, "message": refusal.message}
             if refusal is None and session.copy_out_refused and _exports(command):
                 refusal = Refusal(_COPY_OUT_MESSAGE, None, "mask")
                 body["verdict"] = {"action": "deny", "rule": None, "message": refusal.message}
@@ -231,6 +236,11 @@ def _recording_refused() -> CommandRefused:
         fatal=True,
     )
 
+
+_NOT_NAMED_MESSAGE = (
+    "denied: no policy is in force, and remote forwarding, agent and X11 forwarding"
+    " need a policy rule that allows them by name"
+)
 
 _COPY_OUT_MESSAGE = (
     "COPY TO STDOUT is refused on this connection: masking rules cover some of its columns,"

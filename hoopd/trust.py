@@ -18,9 +18,11 @@ from hoopd.config import GatewayConfig, token_store_dir
 from hoopd.identity.authenticator import Authenticator
 from hoopd.identity.base import Identity, TokenVerifier
 from hoopd.identity.oidc import OidcVerifier
+from hoopd.identity.ssh_keys import KeyBindings
 from hoopd.identity.tokens import StaticTokenVerifier
 from hoopd.tokens.keys import KeyRing
 from hoopd.tokens.service import TokenService
+from hoopd.tokens.ssh_ca import SshCertificateAuthority
 from hoopd.tokens.store import TokenStore
 from hoopd.tokens.verifier import GatewayTokenVerifier
 
@@ -78,6 +80,8 @@ def trust_over(config: GatewayConfig, store: TokenStore) -> Trust:
         oidc_issuers={issuer.issuer: issuer.name for issuer in config.oidc_issuers},
         oidc_on={name: frozenset(names) for name, names in oidc_on.items()},
         revocations=store,
+        ssh_keys=KeyBindings(config.ssh_keys),
+        ssh_certificates=SshCertificateAuthority(token_store_dir(config), config.identity.issuer),
     )
     service = TokenService(keys, config.identity, store, _SubjectTokens(authenticator))
     return Trust(authenticator, store, keys, service, token_store_dir(config))

@@ -18,6 +18,7 @@ if [[ "${1:-}" == "--test" ]]; then
   have rsync || need+=(rsync)
   have git || need+=(git)
   have tmux || need+=(tmux)  # interactive SSH sessions in the tests
+  have xauth || need+=(xauth)  # the SSH tests' target runs it for X11 forwarding
 fi
 if [[ "${1:-}" == "--bench" ]]; then
   have pgbouncer || need+=(pgbouncer)

@@ -63,7 +63,7 @@ def pg(pg_template: PgTemplate, pg_root: Path) -> Iterator[PgServer]:
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     """A running OpenSSH sshd (key login as the target user) for one test module."""
-    missing = [tool for tool in ("ssh", "sftp", "scp") if shutil.which(tool) is None]
+    missing = [t for t in ("ssh", "sftp", "scp", "ssh-agent") if shutil.which(t) is None]
     if missing or not SSHD.exists():
         pytest.fail("openssh-server and openssh-client are required (packaging/system-deps.sh)")
     with running_sshd(tmp_path_factory.mktemp("sshd")) as server:

@@ -9,26 +9,45 @@ exchange. The verifier chosen then checks it fully. Whatever accepted the token,
 the token store is asked whether it, a token it derives from, its subject or an
 actor in its chain has been revoked.
 
-Guarantees: :meth:`Authenticator.authenticate` never raises for any input and
-returns ``None`` for every token that is not acceptable *here*; it does not reveal
+SSH clients may log in with a public key instead (:meth:`Authenticator.login_with_public_key`),
+routed by shape too: an OpenSSH certificate goes to hoopd's SSH CA, which returns the
+identity it certifies; a plain key to the configured key bindings. The identity
+then passes the very checks a token's does: expiry, revocation, scope.
+
+Guarantees: :meth:`Authenticator.authenticate`, :meth:`Authenticator.login` and
+:meth:`Authenticator.login_with_public_key` never raise for any input and return
+``None`` for every credential that is not acceptable *here*; they do not reveal
 which check failed (callers answer every refusal alike, after a fixed delay).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Final, Protocol
 
 from jose import jwt
 from jose.exceptions import JWTError
 
 from hoopd.identity.base import Identity, TokenVerifier
 from hoopd.identity.scope import identity_level
+from hoopd.identity.ssh_wire import key_algorithm
 from hoopd.identity.tokens import MAX_TOKEN_CHARS
 from hoopd.live_sessions import RevocationSource
 
 log = logging.getLogger("hoopd.identity")
+
+CERTIFICATE_SUFFIX: Final = "-cert-v01@openssh.com"
+"""How the algorithm name of every OpenSSH certificate ends."""
+
+
+class PublicKeyVerifier(Protocol):
+    """The identity an SSH public key or certificate blob stands for, or None; never
+    raises. (The SSH layer proves the client holds the private key.)"""
+
+    def lookup(self, blob: bytes) -> Identity | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +77,14 @@ class Authenticator:
         oidc_issuers: Mapping[str, str] | None = None,
         oidc_on: Mapping[str, frozenset[str]] | None = None,
         revocations: RevocationSource | None = None,
+        ssh_keys: PublicKeyVerifier | None = None,
+        ssh_certificates: PublicKeyVerifier | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._static = static
+        self._ssh_keys = ssh_keys
+        self._ssh_certificates = ssh_certificates
+        self._clock = clock
         self._gateway_issuer = gateway_issuer
         self._gateway_tokens = gateway_tokens
         self._oidc = oidc
@@ -81,8 +106,36 @@ class Authenticator:
         ``connection``; None if the token is not accepted there or its scope does
         not reach ``connection`` (the engines refuse both alike)."""
         identity = await self.authenticate(token, connection)
-        if identity is None:
+        return None if identity is None else self._reaching(identity, connection)
+
+    async def login_with_public_key(self, blob: bytes, connection: str) -> Login | None:
+        """:meth:`login` for an SSH public key or certificate (its wire blob): the
+        identity it is bound to or certifies, if that is current, not revoked, and
+        its scope reaches ``connection``; else None."""
+        try:
+            identity = self._key_identity(blob)
+            if identity is None or self._revoked(identity):
+                return None
+            return self._reaching(identity, connection)
+        except Exception:  # a verifier bug must refuse the key, not end the gateway
+            log.exception("SSH key check failed unexpectedly; the key is refused")
             return None
+
+    def _key_identity(self, blob: bytes) -> Identity | None:
+        algorithm = key_algorithm(blob) if isinstance(blob, bytes) else None
+        if algorithm is None:
+            return None
+        certificate = algorithm.endswith(CERTIFICATE_SUFFIX)
+        verifier = self._ssh_certificates if certificate else self._ssh_keys
+        identity = None if verifier is None else verifier.lookup(blob)
+        # Each verifier refuses what has expired; checked here as well, so that no
+        # kind of key can let an expired identity in.
+        expires_at = None if identity is None else identity.expires_at
+        if expires_at is not None and self._clock() >= expires_at:
+            return None
+        return identity
+
+    def _reaching(self, identity: Identity, connection: str) -> Login | None:
         level = identity_level(identity.scope, connection)
         if level is None:
             log.info("token %s: its scope does not reach %s", identity.token_id, connection)
@@ -116,14 +169,20 @@ class Authenticator:
             allowed = self._oidc_on.get(connection or "", frozenset())
             if subject_token or self._oidc_issuers[issuer] in allowed:
                 identity = await self._oidc.verify(token)
-        if identity is None:
+        if identity is None or self._revoked(identity):
             return None
-        if self.revocations is not None:
-            reason = self.revocations.revocation_reason(identity)
-            if reason is not None:
-                log.info("token %s refused: %s", identity.token_id, reason)
-                return None
         return identity
+
+    def _revoked(self, identity: Identity) -> bool:
+        """Whether the store revoked ``identity`` (itself, a token it derives from,
+        its subject or an actor in its chain). Raises if the store cannot be read."""
+        if self.revocations is None:
+            return False
+        reason = self.revocations.revocation_reason(identity)
+        if reason is not None:
+            log.info("token %s refused: %s", identity.token_id, reason)
+            return True
+        return False
 
 
 def _unverified_issuer(token: str) -> str | None:

@@ -1,26 +1,31 @@
 """Test cases kept next to the rules (``*.test.yaml``), and running them.
 
-A case names who sends a statement where, the SQL, and the verdict expected; the
-SQL is classified exactly as the gateway classifies it, so a passing case says
-what the gateway would do.
+A case names who sends a command where, the command (SQL, or a host command of
+an SSH session), and the verdict expected; SQL is classified exactly as the
+gateway classifies it and a host command is built as the SSH engine builds it,
+so a passing case says what the gateway would do.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from yaml.nodes import Node, SequenceNode
 
-from hoopd.events import SqlStatement
+from hoopd.events import HOST_KINDS, HostCommand, SqlStatement
 from hoopd.identity.base import Identity
 from hoopd.policy.policy import Policy
 from hoopd.policy.verdict import Subject, Verdict
 from hoopd.policy.yamlread import NULL, Problems, Reader, compose_file
 from hoopd.protocols.postgres.classify import classify
 
-CASE_KEYS: Final = ("name", "identity", "connection", "labels", "protocol", "sql", "expect", "rule")
+CASE_KEYS: Final = (
+    "name", "identity", "connection", "labels", "protocol", "sql", "host", "expect", "rule",
+)  # fmt: skip
+HOST_KEYS: Final = ("kind", "command", "destination", "paths")
 CASE_IDENTITY_KEYS: Final = ("subject", "groups", "actor_chain", "issuer")
 _IDENTITY_HINTS: Final = {
     "depth": "the depth is the length of actor_chain: list the actors, first delegate first",
@@ -31,6 +36,7 @@ EXPECTATIONS: Final = ("allow", "deny", "approve")
 DEFAULT_SUBJECT: Final = "tester"
 DEFAULT_CONNECTION: Final = "test"
 DEFAULT_PROTOCOL: Final = "postgres"
+HOST_PROTOCOL: Final = "ssh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,8 @@ class Case:
     expect: str
     rule: str | None
     check_rule: bool
+    #: The host command judged instead of ``sql`` (which is then empty).
+    host: HostCommand | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +110,14 @@ def _case(reader: Reader, node: Node, index: int) -> Case | None:
         ok = ok and read is not None
         return read
 
-    sql = text("sql", None)
+    host: HostCommand | None = None
+    if (host_node := fields.get("host")) is not None:
+        host = _host_command(reader, host_node, f"{what}: host")
+        ok = ok and host is not None
+        if fields.get("sql") is not None:
+            reader.problem(fields.key_node("host"), f"{what}: give sql or host, not both")
+            ok = False
+    sql = text("sql", "" if host_node is not None else None)
     expect = text("expect", None)
     if expect is not None and expect not in EXPECTATIONS:
         reader.problem(
@@ -110,9 +125,9 @@ def _case(reader: Reader, node: Node, index: int) -> Case | None:
             f"{what}: expect must be allow, deny or approve (got {expect!r})",
         )
         ok = False
-    name = text("name", sql or "")
+    name = text("name", host.text if host is not None else sql or "")
     connection = text("connection", DEFAULT_CONNECTION)
-    protocol = text("protocol", DEFAULT_PROTOCOL)
+    protocol = text("protocol", HOST_PROTOCOL if host_node is not None else DEFAULT_PROTOCOL)
     labels: dict[str, str] = {}
     if (label_node := fields.get("labels")) is not None:
         read_labels = reader.text_map(label_node, f"{what}: labels")
@@ -129,7 +144,47 @@ def _case(reader: Reader, node: Node, index: int) -> Case | None:
         return None
     assert sql is not None and expect is not None and connection is not None
     subject = Subject(identity, connection, labels, protocol or DEFAULT_PROTOCOL)
-    return Case(name or sql, reader.where(node), subject, sql, expect, rule, rule_node is not None)
+    return Case(
+        name or sql, reader.where(node), subject, sql, expect, rule, rule_node is not None, host
+    )
+
+
+def _host_command(reader: Reader, node: Node, what: str) -> HostCommand | None:
+    """``{kind, command, destination, paths}`` as the SSH engine would build it: an
+    ``exec``'s argv split from ``command`` as a POSIX shell would; ``command``
+    defaults to the kind."""
+    fields = reader.fields(node, what, HOST_KEYS)
+    if fields is None:
+        return None
+    texts: dict[str, str] = {}
+    for key in ("kind", "command", "destination"):
+        if (value := fields.get(key)) is not None:
+            read = reader.text(value, f"{what}.{key}")
+            if read is None:
+                return None
+            texts[key] = read
+    kind = texts.get("kind")
+    if kind is None:
+        reader.problem(fields.node, f"{what}: missing kind")
+        return None
+    if kind not in HOST_KINDS:
+        known = ", ".join(sorted(HOST_KINDS))
+        reader.problem(fields.key_node("kind"), f"{what}: unknown host kind {kind!r} ({known})")
+        return None
+    paths: tuple[str, ...] = ()
+    if (path_node := fields.get("paths")) is not None:
+        read_paths = reader.texts(path_node, f"{what}.paths")
+        if read_paths is None:
+            return None
+        paths = tuple(value for value, _ in read_paths)
+    command = texts.get("command", kind)
+    argv: tuple[str, ...] = ()
+    if kind == "exec":
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError:
+            argv = ()
+    return HostCommand(kind, command, argv, paths, texts.get("destination", ""))
 
 
 def _identity(reader: Reader, node: Node | None, what: str) -> Identity | None:
@@ -163,9 +218,9 @@ def _identity(reader: Reader, node: Node | None, what: str) -> Identity | None:
 
 
 def run_case(policy: Policy, case: Case) -> Outcome:
-    """Judge the case's statement and compare the verdict with the expectation."""
-    statement = SqlStatement(case.sql, classify(case.sql))
-    verdict = policy.judge(case.subject, statement)
+    """Judge the case's command and compare the verdict with the expectation."""
+    command = case.host if case.host is not None else SqlStatement(case.sql, classify(case.sql))
+    verdict = policy.judge(case.subject, command)
     differences = []
     if verdict.action != case.expect:
         differences.append(f"expected {case.expect}, got {verdict.action}")

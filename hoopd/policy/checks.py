@@ -320,16 +320,17 @@ def opaque(c: SqlClassification) -> bool:
 class Match:
     """A rule's ``match``: it holds when every check holds (no checks: always)."""
 
-    __slots__ = ("checks", "names_unparseable", "tests")
+    __slots__ = ("checks", "named_kinds", "names_unparseable", "tests")
 
     def __init__(self, checks: Sequence[Check]) -> None:
         self.checks: tuple[Check, ...] = tuple(checks)
         # Cheapest first: most rules are decided by their kinds alone.
         self.tests = tuple(check.holds for check in sorted(self.checks, key=lambda k: k.cost))
-        self.names_unparseable = any(
-            isinstance(check, KindsCheck | OnlyKindsCheck) and "unparseable" in check.kinds
-            for check in self.checks
-        )
+        #: Every kind the rule names in ``kinds`` or ``only_kinds``: only such a rule
+        #: may allow unparseable text or a named-only host command kind.
+        kind_checks = [c for c in self.checks if isinstance(c, KindsCheck | OnlyKindsCheck)]
+        self.named_kinds: frozenset[str] = frozenset().union(*(c.kinds for c in kind_checks))
+        self.names_unparseable = "unparseable" in self.named_kinds
 
     def holds(self, subject: Subject, c: SqlClassification) -> bool:
         return all(test(subject, c) for test in self.tests)

@@ -142,7 +142,10 @@ def _test(args: argparse.Namespace) -> int:
         verdict = outcome.verdict
         by = f"rule {verdict.rule!r}" if verdict.rule else "no rule (a default)"
         print(f"FAIL {case.where}: {case.name}")
-        print(f"    sql:      {case.sql}")
+        if case.host is not None:
+            print(f"    host:     {case.host.kind} {case.host.text}")
+        else:
+            print(f"    sql:      {case.sql}")
         print(f"    problem:  {outcome.failure}")
         print(f"    verdict:  {verdict.action} by {by}")
         if verdict.message:

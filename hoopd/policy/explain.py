@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from hoopd.events import SqlClassification, SqlStatement
+from hoopd.events import NAMED_ONLY_KINDS, HostCommand, SqlClassification, SqlStatement
 from hoopd.identity.base import Identity
 from hoopd.policy.policy import EVALUATION_FAILED, Policy
 from hoopd.policy.rules import MaskRule, Rule
 from hoopd.policy.verdict import Subject, Verdict
 
 
-def explain(policy: Policy, subject: Subject, statement: SqlStatement) -> list[str]:
+def explain(policy: Policy, subject: Subject, statement: SqlStatement | HostCommand) -> list[str]:
     """Lines describing the verdict, the deciding rule, the statement as classified,
     the caller (its delegation chain in hop order, depth and issuer), each rule that
     matched with the keys that held, each that did not with the keys that failed, and
@@ -27,6 +27,9 @@ def explain(policy: Policy, subject: Subject, statement: SqlStatement) -> list[s
         lines += _rule_lines(rule, subject, c, held=True)
         if "unparseable" in c.kinds and rule.action != "deny" and not rule.match.names_unparseable:
             lines.append("      (does not name the unparseable kind, so it cannot allow this text)")
+        for kind in sorted(NAMED_ONLY_KINDS & c.kinds - rule.match.named_kinds):
+            if rule.action != "deny":
+                lines.append(f"      (does not name the {kind} kind, so it cannot allow it)")
     lines.append(f"rules that did not match ({len(others)})" + (":" if others else ""))
     for rule in others:
         lines += _rule_lines(rule, subject, c, held=False)
@@ -50,6 +53,9 @@ def _decision(
         lines.append(f"deciding rule: none (the text is unparseable and {why})")
     elif verdict.message is not None and verdict.message.startswith(EVALUATION_FAILED):
         lines.append("deciding rule: none (the policy could not be evaluated)")
+    elif NAMED_ONLY_KINDS & c.kinds:
+        kind = min(NAMED_ONLY_KINDS & c.kinds)
+        lines.append(f"deciding rule: none ({kind} is refused unless a rule allows it by name)")
     else:
         action, entries = policy.unmatched_for(subject)
         said = [f"unmatched: {e.unmatched} at {e.source}" for e in entries if e.unmatched]

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
-from hoopd.events import HostCommand, SqlClassification, SqlStatement
+from hoopd.events import NAMED_ONLY_KINDS, HostCommand, SqlClassification, SqlStatement
 from hoopd.policy.rules import DefaultsEntry, MaskRule, Rule
 from hoopd.policy.verdict import Subject, Verdict
 
@@ -18,6 +18,9 @@ EVALUATION_FAILED: Final = "denied by policy: the policy could not be evaluated"
 """How the message of a verdict given because evaluation failed begins."""
 
 _Test = Callable[[Subject, SqlClassification], bool]
+
+_NAMED_ONLY: Final = NAMED_ONLY_KINDS | {"unparseable"}
+"""Kinds that only a rule naming them may allow, and no default."""
 
 
 class Policy:
@@ -41,8 +44,8 @@ class Policy:
         self._defaults = tuple(defaults)
         self._files = tuple(files)
         # What judge needs of each rule, unpacked once so the loop does no lookups.
-        self._plan: tuple[tuple[tuple[_Test, ...], int, bool], ...] = tuple(
-            (rule.match.tests, _ACTION_CODES[rule.action], rule.match.names_unparseable)
+        self._plan: tuple[tuple[tuple[_Test, ...], int, frozenset[str]], ...] = tuple(
+            (rule.match.tests, _ACTION_CODES[rule.action], rule.match.named_kinds & _NAMED_ONLY)
             for rule in self._rules
         )
         self._verdicts: dict[tuple[object, ...], Verdict] = {}
@@ -74,7 +77,11 @@ class Policy:
         entry selects the connection. Text whose kinds include ``unparseable`` is
         denied unless an allow or approve rule that names the ``unparseable`` kind
         matches it and no defaults entry for the connection says
-        ``unparseable: deny``. Any internal failure is a deny.
+        ``unparseable: deny``. The same holds for the host command kinds
+        ``remote-forward``, ``agent-forward`` and ``x11``
+        (:data:`~hoopd.events.NAMED_ONLY_KINDS`): only an allow or approve rule
+        that names the kind lets one through; the default never does. Any internal
+        failure is a deny.
         """
         try:
             return self._judge(subject, command.classification)
@@ -108,21 +115,25 @@ class Policy:
         return any(entry.unparseable_deny and entry.selects(subject) for entry in self._defaults)
 
     def _judge(self, subject: Subject, c: SqlClassification) -> Verdict:
-        unparseable = "unparseable" in c.kinds
+        guarded = _NAMED_ONLY.intersection(c.kinds)
         matched: list[int] = []
         first = [-1, -1, -1]  # the first matching rule of each action
-        for index, (tests, action, names_unparseable) in enumerate(self._plan):
+        for index, (tests, action, named) in enumerate(self._plan):
             for test in tests:
                 if not test(subject, c):
                     break
             else:
                 matched.append(index)
-                # Only a rule that names unparseable text may let it through.
-                if first[action] < 0 and (action == _DENY or names_unparseable or not unparseable):
+                # Only a rule that names every guarded kind may let the command through.
+                if first[action] < 0 and (action == _DENY or not guarded or guarded <= named):
                     first[action] = index
         deciding = next((index for index in first if index >= 0), -1)
-        if unparseable and first[_DENY] < 0 and (deciding < 0 or self.unparseable_denied(subject)):
-            return self._unparseable(c, matched)
+        if guarded and first[_DENY] < 0:
+            if "unparseable" in guarded:
+                if deciding < 0 or self.unparseable_denied(subject):
+                    return self._unparseable(c, matched)
+            elif deciding < 0:
+                return self._not_named(guarded, matched)
         if deciding >= 0:
             return self._rule_verdict(deciding, tuple(matched))
         return self._default_verdict(subject, tuple(matched))
@@ -166,6 +177,16 @@ class Policy:
             None,
             f"denied by policy: the statement could not be parsed{reason}, and the gateway"
             " refuses what it cannot check",
+            matched=self._names(tuple(matched)),
+        )
+
+    def _not_named(self, kinds: frozenset[str], matched: list[int]) -> Verdict:
+        kind = min(kinds)
+        return Verdict(
+            "deny",
+            None,
+            f"denied by policy: {kind} is refused unless a rule allows it by name"
+            f" (kinds: [{kind}])",
             matched=self._names(tuple(matched)),
         )
 

@@ -194,6 +194,7 @@ class SessionRecorder:
         self.last_segment = journal.segment
         return batch
 
+
 def describe(exc: BaseException) -> str:
     """An error for logs: errno name and text, never paths or contents."""
     if isinstance(exc, OSError) and exc.errno is not None:

@@ -15,6 +15,12 @@ anything a client sends.
   token (no actor) its own subject; members of :data:`ADMIN_GROUP` anything. Answers
   201 with the revocation, 400 for a malformed body, 403 when not allowed, 503 when
   the store cannot be used.
+* ``POST /v1/ssh/certificate``: an SSH user certificate for the caller's token
+  (``Authorization: Bearer``: any token a token exchange accepts, OIDC included) and
+  the OpenSSH public key in the body (form or JSON, as for ``/v1/token``; the
+  parameters are in :mod:`hoopd.tokens.ssh_issue`). Answers 200 with
+  ``certificate`` (an OpenSSH certificate line), ``token_id``, ``expires_at``,
+  ``expires_in`` and ``scope``; 401 ``invalid_token``; 400 and 503 as ``/v1/token``.
 """
 
 from __future__ import annotations
@@ -30,16 +36,19 @@ from hoopd.approvals.api import ApiRequest, ApiResponse, Route, error
 from hoopd.identity.base import Identity
 from hoopd.tokens.keys import KeyStoreError
 from hoopd.tokens.service import TokenService
+from hoopd.tokens.ssh_issue import SshCertificateIssuer, issuer_for
 
 log = logging.getLogger("hoopd.tokens")
 
 TOKEN_PATH: Final = "/v1/token"
 JWKS_PATH: Final = "/.well-known/jwks.json"
 REVOCATIONS_PATH: Final = "/v1/revocations"
+SSH_CERTIFICATE_PATH: Final = "/v1/ssh/certificate"
 ADMIN_GROUP: Final = "hoopd-admins"
 """Members may revoke any token, any subject and any actor."""
 
 _NO_STORE: Final = (("cache-control", "no-store"), ("pragma", "no-cache"))
+_CHALLENGE: Final = 'Bearer realm="hoopd", error="invalid_token"'
 _FORM: Final = "application/x-www-form-urlencoded"
 _JSON: Final = "application/json"
 _REVOCATION_KEYS: Final = ("token_id", "subject", "actor")
@@ -54,6 +63,25 @@ async def token_endpoint(service: TokenService, request: ApiRequest) -> ApiRespo
     if isinstance(form, str):
         return ApiResponse(400, {"error": "invalid_request", "error_description": form}, _NO_STORE)
     status, body = await service.exchange(form)
+    return ApiResponse(status, body, _NO_STORE)
+
+
+async def ssh_certificate_endpoint(
+    issuer: SshCertificateIssuer, request: ApiRequest
+) -> ApiResponse:
+    """``POST /v1/ssh/certificate``: certify a public key for the bearer token."""
+    if request.method != "POST":
+        return error(405, "use POST here", ("allow", "POST"))
+    form = _form(request)
+    if isinstance(form, str):
+        return ApiResponse(400, {"error": "invalid_request", "error_description": form}, _NO_STORE)
+    values = request.header("authorization")
+    scheme, _, token = values[0].strip().partition(" ") if len(values) == 1 else ("", "", "")
+    bearer = token.strip() if scheme.lower() == "bearer" else None
+    status, body = await issuer.issue(bearer, form)
+    if status == 401:
+        # RFC 6750 section 3: a refused bearer token is answered with a challenge.
+        return ApiResponse(status, body, (*_NO_STORE, ("www-authenticate", _CHALLENGE)))
     return ApiResponse(status, body, _NO_STORE)
 
 
@@ -203,8 +231,15 @@ def token_routes(service: TokenService) -> list[Route]:
         assert caller is not None  # the route is authenticated
         return await revocations_endpoint(service, caller, request)
 
+    issuer = issuer_for(service)
+
+    async def ssh_certificate(request: ApiRequest, caller: Identity | None) -> ApiResponse:
+        return await ssh_certificate_endpoint(issuer, request)
+
     return [
         Route("POST", TOKEN_PATH, token, authenticated=False),
+        # Authenticated by the issuer: the bearer may be any token an exchange accepts.
+        Route("POST", SSH_CERTIFICATE_PATH, ssh_certificate, authenticated=False),
         Route("GET", JWKS_PATH, jwks, authenticated=False),
         Route("POST", REVOCATIONS_PATH, revocations),
     ]

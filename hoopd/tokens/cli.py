@@ -8,6 +8,9 @@ With ``--admin URL`` it asks a running gateway's admin API (``POST /v1/token``);
 keys and write access to its token store (static and gateway tokens only: OIDC
 tokens are exchanged through a gateway).
 
+``hoopd ssh-cert`` (:mod:`hoopd.tokens.ssh_cert_cli`) gets an SSH certificate for a
+token.
+
 ``hoopd revoke`` and ``hoopd keys`` act on the files the configuration names; whoever
 can write them (the gateway's user) may use them, so they take no token.
 
@@ -35,7 +38,10 @@ from jose.exceptions import JWTError
 
 from hoopd.config import ConfigError, GatewayConfig, load_config, token_store_dir
 from hoopd.identity.oidc import TOKEN_ID_PREFIX as OIDC_ID_PREFIX
+from hoopd.identity.ssh_keys import TOKEN_ID_PREFIX as KEY_ID_PREFIX
+from hoopd.identity.ssh_keys import KeyBindings
 from hoopd.identity.tokens import TOKEN_ID_PREFIX as STATIC_ID_PREFIX
+from hoopd.tokens import ssh_cert_cli
 from hoopd.tokens.api import TOKEN_PATH
 from hoopd.tokens.claims import TOKEN_ID_PREFIX
 from hoopd.tokens.keys import KeyRing, KeyStoreError
@@ -81,7 +87,8 @@ def add_token_actions(actions: argparse._SubParsersAction[Any]) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``hoopd revoke`` and ``hoopd keys`` (``rotate``, ``list``)."""
+    """Add ``hoopd revoke``, ``hoopd keys`` (``rotate``, ``list``) and ``hoopd ssh-cert``."""
+    ssh_cert_cli.register(subparsers)
     revoke = subparsers.add_parser(
         "revoke",
         help="revoke a token and every token exchanged from it, a subject or an actor",
@@ -90,7 +97,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         " sharing the token store refuse them from then on.",
     )
     what = revoke.add_mutually_exclusive_group(required=True)
-    what.add_argument("token_id", nargs="?", metavar="TOKEN_ID", help="e.g. gt:... or st:...")
+    what.add_argument(
+        "token_id", nargs="?", metavar="TOKEN_ID", help="e.g. gt:..., st:... or key:SHA256:..."
+    )
     what.add_argument("--subject", metavar="S", help="revoke this subject's tokens")
     what.add_argument("--actor", metavar="A", help="revoke tokens naming this actor")
     revoke.add_argument("--reason", default="", metavar="R", help="why (recorded)")
@@ -306,7 +315,11 @@ def _unknown_token(token_id: str, config: GatewayConfig, store: TokenStore) -> s
         return None if token_id in static_ids else f"no static token {token_id} is configured"
     if token_id.startswith(OIDC_ID_PREFIX):
         return None
+    if token_id.startswith(KEY_ID_PREFIX):
+        bound = KeyBindings(config.ssh_keys).token_ids()
+        return None if token_id in bound else f"no SSH key {token_id} is bound in [[ssh_keys]]"
     return (
-        f"{token_id!r} is not a token id (gt:... for gateway tokens, st:... for static"
-        " tokens, oidc:... for OIDC tokens; `hoopd sessions` shows them)"
+        f"{token_id!r} is not a token id (gt:... for gateway tokens and SSH certificates,"
+        " st:... for static tokens, oidc:... for OIDC tokens, key:... for bound SSH keys;"
+        " `hoopd sessions` shows them)"
     )

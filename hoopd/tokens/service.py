@@ -182,16 +182,20 @@ class TokenService:
             raise _Refused("invalid_request", f"{role}_token_type is missing")
         if token_type not in TOKEN_TYPES:
             raise _Refused("invalid_request", _types_note(f"{role}_token_type"))
-        identity = await self._verifier.verify(token)
+        identity = await self.bearer_identity(token)
         if identity is None:
             raise _Refused(
                 "invalid_request", f"the {role} token is not valid (unknown, expired or revoked)"
             )
-        revoked = self.store.revocation_for(identity)
-        if revoked is not None:
-            raise _Refused(
-                "invalid_request", f"the {role} token is not valid (unknown, expired or revoked)"
-            )
+        return identity
+
+    async def bearer_identity(self, token: str) -> Identity | None:
+        """The identity of a token offered in exchange for a credential (a token, an
+        SSH certificate): any kind the subject-token verifier accepts, expired or
+        revoked ones excepted; None otherwise. Raises ``sqlite3.Error``."""
+        identity = await self._verifier.verify(token)
+        if identity is None or self.store.revocation_for(identity) is not None:
+            return None
         return identity
 
     def _mint(self, plan: MintPlan, now: float, asked: dict[str, Any]) -> tuple[str, Identity]:

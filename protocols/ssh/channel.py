@@ -8,6 +8,11 @@ target's channel opens (same command, subsystem, pty) and :mod:`.relay` carries
 data both ways (the ``sftp`` subsystem through :mod:`.sftp_relay`, which judges
 each file operation) until the target's side exits; its exit status or signal is
 recorded and passed back. The client's connection stays usable either way.
+
+When the client forwards its agent or asks for X11, ``agent-forward`` and
+``x11`` are judged after the command is admitted (:mod:`.agent`, :mod:`.x11`):
+allowed, the target's session gets the agent (on an upstream connection of the
+channel's own) or the display; refused, it runs without.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ import asyncssh
 
 from hoopd.events import HostCommand
 
+from .agent import AgentForward, forward_agent
 from .bridge import to_trio
 from .commands import host_command
 from .link import Link, RecordingFailed
 from .process import ChannelProcess
 from .relay import relay
 from .sftp_relay import SftpRelay
+from .upstream import TargetUnavailable
+from .x11 import forward_x11, xauthority_path
 
 log = logging.getLogger("hoopd.ssh")
 
@@ -36,6 +44,7 @@ async def serve_channel(link: Link, process: ChannelProcess) -> None:
     """Serve one channel to its end; never raises (the channel is closed)."""
     number = link.next_channel()
     command = host_command(process.command, process.subsystem)
+    agent: AgentForward | None = None
     try:
         await link.record([("channel_open", _open_record(number, command, process))])
 
@@ -47,12 +56,24 @@ async def serve_channel(link: Link, process: ChannelProcess) -> None:
             await _refuse(link, number, process, refusal.message)
             return
         try:
-            target = await link.upstream.create_process(
+            agent = await forward_agent(link, process, number, notify)
+        except TargetUnavailable as exc:
+            await _refuse(link, number, process, exc.message)
+            return
+        display = await forward_x11(link, process, number, notify)
+        upstream = link.upstream if agent is None else agent.upstream
+        assert upstream is not None
+        try:
+            target = await upstream.create_process(
                 command=process.command,
                 subsystem=process.subsystem,
                 term_type=process.term_type,
                 term_size=process.term_size,
                 term_modes=process.term_modes,
+                # As OpenSSH: a target that refuses X11 still runs the command.
+                x11_forwarding="ignore_failure" if display is not None else False,
+                x11_display=display,
+                x11_auth_path=str(xauthority_path(link.gateway.config.data_dir)),
                 encoding=None,
             )
         except (asyncssh.Error, OSError) as exc:
@@ -74,6 +95,9 @@ async def serve_channel(link: Link, process: ChannelProcess) -> None:
     except Exception:
         log.exception("session %s: channel %d failed", link.session.session_id, number)
         process.close()
+    finally:
+        if agent is not None:
+            agent.close()
 
 
 async def _closed_by_engine(process: ChannelProcess) -> None:

@@ -2,7 +2,8 @@
 
 Flow: the accepted socket is handed from trio to asyncssh (detached from its
 trio-side owner first, so exactly one side ever closes it) -> SSH handshake with
-hoopd's own host key, the token checked as the password (:mod:`.auth`) -> the
+hoopd's own host key, the client logged in with a token as its password or a key
+bound to an identity or certified by hoopd's SSH CA (:mod:`.auth`) -> the
 session's recording opens -> inside ``gateway.live.track`` the target is dialled
 (:mod:`.upstream`) -> each session channel the client opens is served by
 :mod:`.channel` -> the session ends when the client or the target leaves,
@@ -96,7 +97,12 @@ class SshEngine:
             return
         pending = Pending()
         server = GatewayServer(
-            gateway, listener, client_addr, lambda: ChannelProcess(pending.channel), pending.forward
+            gateway,
+            listener,
+            client_addr,
+            lambda: ChannelProcess(pending.channel),
+            pending.forward,
+            pending.remote_forward,
         )
         try:
             conn = await to_trio(accept)(sock, server, key, gateway.config.startup_timeout_seconds)

@@ -13,6 +13,11 @@ forwarded, with the same flow control; a ``channel_close`` record counts the
 bytes each way when the forward ends. A forward that needs approval waits
 silently (a forward channel has no stderr) until it is decided or the client
 leaves.
+
+:func:`carry` is the byte path every forwarded channel shares (local and remote
+forwards, agent connections): both directions pumped with flow control, each
+chunk recorded before it is forwarded (unless the caller records counts only),
+and a ``channel_close`` record with the counts at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
+from typing import Protocol
 
 import asyncssh
 from asyncssh.constants import OPEN_ADMINISTRATIVELY_PROHIBITED, OPEN_CONNECT_FAILED
@@ -32,6 +38,24 @@ from .link import Link, RecordingFailed
 from .relay import CHUNK
 
 log = logging.getLogger("hoopd.ssh")
+
+
+class Source(Protocol):
+    """One direction's reading end: an SSH channel's reader or an asyncio stream's."""
+
+    async def read(self, n: int = -1, /) -> bytes: ...
+
+
+class Sink(Protocol):
+    """One direction's writing end: an SSH channel's writer or an asyncio stream's."""
+
+    def write(self, data: bytes, /) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def write_eof(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def destination_of(host: str, port: int) -> str:
@@ -68,24 +92,41 @@ async def open_forward(
     except RecordingFailed as exc:  # the engine ends the session
         raise asyncssh.ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, f"hoopd: {exc}") from None
 
-    async def carry(
+    async def relay(
         client_in: asyncssh.SSHReader[bytes], client_out: asyncssh.SSHWriter[bytes]
     ) -> None:
-        try:
-            counts = await asyncio.gather(
-                _pump(link, number, "stdin", client_in, writer),
-                _pump(link, number, "stdout", reader, client_out),
-            )
-            await _closed(link, number, *counts)
-        except RecordingFailed:
-            pass  # nothing more is forwarded; the engine ends the session
-        except Exception:
-            log.exception("session %s: forward %d failed", link.session.session_id, number)
-        finally:
-            writer.close()
-            client_out.close()
+        await carry(link, number, (client_in, client_out), (reader, writer))
 
-    return SSHTCPStreamSession[bytes](carry)
+    return SSHTCPStreamSession[bytes](relay)
+
+
+async def carry(
+    link: Link,
+    number: int,
+    client: tuple[Source, Sink],
+    target: tuple[Source, Sink],
+    *,
+    record_data: bool = True,
+) -> None:
+    """(asyncio) Carry channel ``number`` both ways until each direction has ended,
+    record its ``channel_close`` (the bytes each way), and close both sides. Never
+    raises. With ``record_data`` each chunk is recorded (``stdin`` from the client,
+    ``stdout`` from the target) before it is forwarded; without it only the counts
+    are recorded. A failed record stops the carrying (the engine ends the session)."""
+    kinds = ("stdin", "stdout") if record_data else (None, None)
+    try:
+        counts = await asyncio.gather(
+            _pump(link, number, kinds[0], client[0], target[1]),
+            _pump(link, number, kinds[1], target[0], client[1]),
+        )
+        await _closed(link, number, *counts)
+    except RecordingFailed:
+        pass  # nothing more is forwarded; the engine ends the session
+    except Exception:
+        log.exception("session %s: channel %d failed", link.session.session_id, number)
+    finally:
+        target[1].close()
+        client[1].close()
 
 
 async def _silent(text: str) -> None:
@@ -93,14 +134,9 @@ async def _silent(text: str) -> None:
     log.info("a forward waits: %s", text)
 
 
-async def _pump(
-    link: Link,
-    number: int,
-    kind: str,
-    source: asyncssh.SSHReader[bytes],
-    sink: asyncssh.SSHWriter[bytes],
-) -> int:
-    """Carry one direction until EOF (passed on); the bytes carried."""
+async def _pump(link: Link, number: int, kind: str | None, source: Source, sink: Sink) -> int:
+    """Carry one direction until EOF (passed on); the bytes carried. ``kind``: the
+    record each chunk is written as before it is forwarded (None: not recorded)."""
     carried = 0
     while True:
         try:
@@ -111,13 +147,21 @@ async def _pump(
             with suppress(OSError, asyncssh.Error):
                 sink.write_eof()
             return carried
-        await link.record([(kind, {"channel": number, "data": data})])
+        if kind is not None:
+            await link.record([(kind, {"channel": number, "data": data})])
+        else:
+            link.activity()  # what is not recorded still counts as activity
         try:
             sink.write(data)
             await sink.drain()
         except (OSError, asyncssh.Error):
             return carried
         carried += len(data)
+
+
+async def record_refused(link: Link, number: int) -> None:
+    """The ``channel_close`` of a forwarded channel that never carried anything."""
+    await _closed(link, number, 0, 0, refused=True)
 
 
 async def _closed(

@@ -1,6 +1,6 @@
 """The client's side of a connection until its session runs: the SSH handshake on
-an already-accepted socket, and the channels that arrive before the target is
-dialled (they wait for it)."""
+an already-accepted socket, and the channels and remote forward requests that
+arrive before the target is dialled (they wait for it)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from .channel import serve_channel
 from .forward import open_forward
 from .link import Link
 from .process import ChannelProcess
+from .remote_forward import open_remote_forward
+from .x11 import xauthority_path
 
 CLIENT_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 """Offered to clients: AES-GCM only (OpenSSH has had it since 6.2)."""
@@ -52,11 +54,31 @@ class Pending:
             )
         return await open_forward(self.link, conn, host, port)
 
+    async def remote_forward(
+        self, conn: asyncssh.SSHServerConnection, host: str, port: int
+    ) -> asyncssh.SSHListener | bool:
+        """(asyncio) A remote forward request (``tcpip-forward``) once the link is
+        there; see :mod:`.remote_forward`. False: refused."""
+        await to_asyncio(self.settled.wait)()
+        if self.link is None:
+            return False
+        return await open_remote_forward(self.link, conn, host, port)
+
 
 async def accept(
     sock: socket.socket, server: GatewayServer, key: asyncssh.SSHKey, timeout: float
 ) -> asyncssh.SSHServerConnection:
     """(asyncio) The SSH handshake on ``sock``; returns once the client has logged in."""
+    try:
+        return await _handshake(sock, server, key, timeout)
+    except (asyncssh.Error, OSError, TimeoutError):
+        await server.login_failed()  # records the refusals it held back
+        raise
+
+
+async def _handshake(
+    sock: socket.socket, server: GatewayServer, key: asyncssh.SSHKey, timeout: float
+) -> asyncssh.SSHServerConnection:
     return await asyncssh.run_server(
         sock,
         server_factory=lambda: server,
@@ -64,8 +86,14 @@ async def accept(
         server_version="hoopd",
         encoding=None,
         line_editor=False,
-        agent_forwarding=False,
-        x11_forwarding=False,
+        # Accepted so that a session channel can tell its client asked (asyncssh
+        # then keeps a relay socket of its own, unused by hoopd); whether the
+        # target's session gets the agent is judged per channel (.agent).
+        agent_forwarding=True,
+        # Accepted for the same reason: asyncssh then opens a display for the
+        # client on the gateway's loopback, closed again if policy refuses (.x11).
+        x11_forwarding=True,
+        x11_auth_path=str(xauthority_path(server.gateway.config.data_dir)),
         login_timeout=timeout,
         connect_timeout=timeout,
         keepalive_interval=30,

@@ -57,6 +57,8 @@ class Link:
     #: prints on a session channel is masked before it is recorded and sent. None:
     #: no mask rule with detectors covers the session.
     masker: Masker | None = None
+    #: Called for every chunk carried either way (the idle timeout's clock).
+    activity: Callable[[], None] = lambda: None
     _admitting: trio.Lock = field(default_factory=trio.Lock)
     _channels: int = 0
 
@@ -87,6 +89,7 @@ class Link:
         The write itself happens here, on asyncio's side: crossing into trio for
         every chunk of a bulk transfer cost more than the recording (it halved
         throughput); only power-loss mode's wait for the disk flush crosses."""
+        self.activity()
         try:
             batch = self.session.recorder.append_now(records)
         except RecorderError:

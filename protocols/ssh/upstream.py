@@ -3,8 +3,10 @@
 Guarantees: the target's host key is checked against the connection's pinned
 ``host_key`` (or its ``known_hosts`` file) before any credential is sent; a key
 that does not match ends the dial with :class:`TargetUnavailable`, never a
-connection. No user or system SSH configuration, agent or default key is used:
-only the connection's secret. Messages never contain the secret.
+connection. No user or system SSH configuration, agent or default key is used to
+log in: only the connection's secret (a client's forwarded agent, when a policy
+allows it, is only offered to the target's session). Messages never contain the
+secret.
 """
 
 from __future__ import annotations
@@ -49,9 +51,12 @@ def _known_hosts(
 
 
 async def dial(
-    connection: ConnectionConfig, login: str, timeout: float
+    connection: ConnectionConfig, login: str, timeout: float, *, agent_forward_path: str = ""
 ) -> asyncssh.SSHClientConnection:
-    """An authenticated connection to the target as ``login``."""
+    """An authenticated connection to the target as ``login``. With
+    ``agent_forward_path``, every session opened on it asks the target for agent
+    forwarding, and the target's agent connections go to that socket; it is never
+    used to authenticate to the target."""
     target, ssh = connection.target, connection.target.ssh
     assert ssh is not None
     where = f'the target of connection "{connection.name}"'
@@ -76,7 +81,7 @@ async def dial(
             password=None if ssh.auth == "key" else secret,
             preferred_auth="publickey" if ssh.auth == "key" else "password,keyboard-interactive",
             agent_path=None,
-            agent_forwarding=False,
+            agent_forwarding=agent_forward_path or False,
             config=None,
             encryption_algs=_CIPHERS,
             connect_timeout=timeout,

@@ -16,7 +16,6 @@ import re
 import resource
 import secrets
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -164,14 +163,6 @@ rules:
   - name: the-rest
     action: allow
 """
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    if shutil.which("ssh") is None or not Path("/usr/sbin/sshd").exists():
-        pytest.fail("openssh-server and openssh-client are required (packaging/system-deps.sh)")
-    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -369,6 +360,7 @@ def test_public_keys_and_forwarding_are_refused(
     )
     done = keyed.ssh("true")
     assert done.returncode == 255 and "Permission denied" in done.err
+    # -R: `the-rest` allows everything, but only a rule naming remote-forward can.
     remote = ["-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:0:127.0.0.1:22"]
     done = client.ssh("true", options=remote)
     assert done.returncode == 255 and "remote port forwarding failed" in done.err

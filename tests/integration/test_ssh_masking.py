@@ -16,7 +16,7 @@ from tests.integration.test_ssh_engine import (
     running_ssh_gateway,
 )
 from tests.support.gateway import Token, session_ids
-from tests.support.sshserver import SshServer, running_sshd
+from tests.support.sshserver import SshServer
 
 CARD = "4111 1111 1111 1111"  # Luhn-valid
 NOT_A_CARD = "4111 1111 1111 1112"
@@ -30,12 +30,6 @@ rules:
     detectors: [card]
     style: redact
 """
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    with running_sshd(tmp_path_factory.mktemp("sshd-mask")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import re
 import secrets
-import shutil
 import socket
 import struct
 import subprocess
@@ -34,7 +33,7 @@ from tests.integration.test_ssh_engine import (
 from tests.support.gateway import Token, session_ids
 from tests.support.ports import free_port
 from tests.support.sshclient import SshClient
-from tests.support.sshserver import SshServer, running_sshd
+from tests.support.sshserver import SshServer
 
 SFTP_KINDS = (
     "subsystem, sftp-read, sftp-write, sftp-list, sftp-remove, sftp-rename, sftp-mkdir,"
@@ -84,14 +83,6 @@ def echoes() -> Iterator[tuple[EchoServer, EchoServer]]:
     finally:
         allowed.close()
         forbidden.close()
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    if shutil.which("sftp") is None or not Path("/usr/sbin/sshd").exists():
-        pytest.fail("openssh-server and openssh-client are required (packaging/system-deps.sh)")
-    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -355,7 +346,9 @@ def test_a_destination_the_target_cannot_reach_fails_the_open(
     assert "open failed: connect failed: hoopd: the target could not open" in done.err, done.err
 
 
-def test_remote_forwarding_stays_refused(client: SshClient) -> None:
+def test_remote_forwarding_is_refused_without_a_rule_naming_it(client: SshClient) -> None:
+    # This policy allows forwards by destination, but no rule names remote-forward
+    # (tests/integration/test_ssh_agent_remote_x11.py has it allowed).
     remote = ["-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:0:127.0.0.1:22"]
     done = client.ssh("true", options=remote)
     assert done.returncode == 255 and "remote port forwarding failed" in done.err

@@ -10,7 +10,6 @@ from tests.integration.test_ssh_engine import (  # noqa: F401 - pytest fixtures
     client,
     gateway,
     new_session_records,
-    sshd,
 )
 from tests.support.gateway import session_ids
 from tests.support.sshclient import SshClient, TmuxSession

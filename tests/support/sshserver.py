@@ -320,8 +320,12 @@ class SshServer(WatchedLog):
             "UseDNS no",
             "PrintMotd no",
             "PrintLastLog no",
-            "AllowTcpForwarding yes",
-            "X11Forwarding no",
+            "AllowTcpForwarding yes",  # -L, -W and -R through the gateway
+            "AllowAgentForwarding yes",
+            # Only a client that asks for X11 gets it (through the gateway: only when a
+            # policy allows it); sshd runs xauth for it and listens on 127.0.0.1 only.
+            "X11Forwarding yes",
+            "X11UseLocalhost yes",
             "PermitUserEnvironment no",
             f"LogLevel {self.log_level}",
         ]
