@@ -170,6 +170,9 @@ class ConnectionConfig:
     # Kept as a read-only copy; left out of the hash (a mapping has none) but compared.
     labels: Mapping[str, str] = field(hash=False)
     target: TargetConfig
+    #: Seconds without a byte either way after which a session ends (0: never);
+    #: the connection's own ``idle_timeout_seconds``, else the gateway's.
+    idle_timeout_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
@@ -298,6 +301,7 @@ def config_from_dict(
     # 0 switches the delay off, which only tests should want.
     auth_delay = gw.number("auth_failure_delay_seconds", 0.5, allow_zero=True)
     connect_timeout = gw.number("connect_timeout_seconds", 10.0)
+    idle_timeout = gw.number("idle_timeout_seconds", 0.0, allow_zero=True)
     max_message = gw.integer("max_message_bytes", 128 * 1024 * 1024, 1, None)
     gw.done()
 
@@ -315,7 +319,7 @@ def config_from_dict(
     ssh_keys = ssh_key_bindings(root.tables("ssh_keys"))
     identity = identity_section(root.table("identity"))
     oidc = oidc_issuers(root.table("oidc"))
-    connections = _connections(root.tables("connections"), protocols)
+    connections = _connections(root.tables("connections"), protocols, idle_timeout)
     root.done()
     _check_accept_on(root, oidc, connections)
 
@@ -406,7 +410,9 @@ def _tokens(tables: list[_Table]) -> tuple[TokenConfig, ...]:
     return tuple(tokens)
 
 
-def _connections(tables: list[_Table], protocols: Set[str]) -> tuple[ConnectionConfig, ...]:
+def _connections(
+    tables: list[_Table], protocols: Set[str], idle_timeout: float
+) -> tuple[ConnectionConfig, ...]:
     conns: list[ConnectionConfig] = []
     names: dict[str, int] = {}
     listen_protocols: dict[tuple[str, int], tuple[str, int]] = {}
@@ -416,6 +422,7 @@ def _connections(tables: list[_Table], protocols: Set[str]) -> tuple[ConnectionC
         listen_text = c.text("listen", check=lambda v: _parse_listen(v)[1])
         host, port = _parse_listen(listen_text)[0] if listen_text else ("", 0)
         labels = c.text_map("labels")
+        idle = c.number("idle_timeout_seconds", idle_timeout, allow_zero=True)
         target = _target(c.table("target", required=True), name, protocol)
         c.done()
         if name in names:
@@ -431,7 +438,7 @@ def _connections(tables: list[_Table], protocols: Set[str]) -> tuple[ConnectionC
                     f"shared with connections[{j}], which uses protocol {other_protocol!r};"
                     " connections sharing a listen address must use the same protocol",
                 )
-        conns.append(ConnectionConfig(name, protocol, host, port, labels, target))
+        conns.append(ConnectionConfig(name, protocol, host, port, labels, target, idle))
     return tuple(conns)
 
 

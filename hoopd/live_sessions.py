@@ -1,13 +1,17 @@
 """The sessions this gateway process is serving now, and ending them when their token
-is revoked or expires.
+is revoked or expires, or when they have been idle too long.
 
 A protocol engine runs each session inside :meth:`LiveSessions.track`. The context
 gives the session a cancel scope: when the session's token (or any token it was
-derived from, or its subject, or an actor in its chain) is revoked, or the token
-expires, the scope is cancelled and :attr:`Tracked.ended` says why, so the engine
-can tell the client in its protocol and record it. Revocations arrive through
+derived from, or its subject, or an actor in its chain) is revoked, the token
+expires, or nothing has passed either way for the connection's idle timeout, the
+scope is cancelled and :attr:`Tracked.ended` says why, so the engine can tell the
+client in its protocol and record it. Revocations arrive through
 :meth:`LiveSessions.end_revoked`, which the gateway calls whenever the revocation
-doorbell rings (hoopd.revocation_bus); no session polls.
+doorbell rings (hoopd.revocation_bus); no session polls. Idleness is checked by
+one task for the whole process (:func:`end_idle_sessions`), every
+:data:`IDLE_CHECK_SECONDS`: engines only note the time of each chunk they carry
+(:meth:`Tracked.touch`), so the check costs the data path one clock read.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ log = logging.getLogger("hoopd.sessions")
 RETRY_SECONDS = 0.5
 """How soon a revocation check that could not read the store is tried again."""
 
+IDLE_CHECK_SECONDS = 0.5
+"""How often idle sessions are looked for: a session ends at most this late."""
+
 
 class RevocationSource(Protocol):
     """What revoked an identity, if anything (the token store): a clause such as
@@ -40,8 +47,8 @@ class RevocationSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SessionEnded:
-    """Why a live session was ended from outside: ``"revoked"`` or ``"expired"``,
-    and a sentence for the client and the audit record."""
+    """Why a live session was ended from outside: ``"revoked"``, ``"expired"`` or
+    ``"idle"``, and a sentence for the client and the audit record."""
 
     cause: str
     message: str
@@ -55,6 +62,14 @@ class Tracked:
     identity: Identity
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     ended: SessionEnded | None = None
+    #: Seconds without a chunk either way after which the session ends (0: never).
+    idle_timeout: float = 0.0
+    #: When the last chunk passed (trio's clock).
+    last_active: float = 0.0
+
+    def touch(self) -> None:
+        """A chunk passed, from the client or from the target."""
+        self.last_active = trio.current_time()
 
     @property
     def ending(self) -> bool:
@@ -81,13 +96,17 @@ class LiveSessions:
         return len(self._sessions)
 
     @contextmanager
-    def track(self, session_id: str, identity: Identity) -> Iterator[Tracked]:
+    def track(
+        self, session_id: str, identity: Identity, *, idle_timeout: float = 0.0
+    ) -> Iterator[Tracked]:
         """Run the session's body inside the yielded ``Tracked.scope``.
 
-        When the token expires (if :attr:`end_at_expiry`) or is revoked, the scope
+        When the token expires (if :attr:`end_at_expiry`) or is revoked, or (with an
+        ``idle_timeout``) the body has not called ``touch`` for that long, the scope
         is cancelled and ``ended`` is set; the body must then check ``ended``.
         """
-        tracked = Tracked(session_id, identity)
+        tracked = Tracked(session_id, identity, idle_timeout=idle_timeout)
+        tracked.touch()
         if self.end_at_expiry and identity.expires_at is not None:
             # The scope's deadline is on trio's clock; the token's expiry is wall time.
             remaining = identity.expires_at - self._wall_clock()
@@ -122,6 +141,30 @@ class LiveSessions:
                 tracked.end(SessionEnded("revoked", f"session ended because {reason}"))
                 ended += 1
         return ended, failed
+
+    def end_idle(self) -> int:
+        """End every live session idle for its timeout or longer; returns how many."""
+        now = trio.current_time()
+        ended = 0
+        for tracked in list(self._sessions.values()):
+            timeout = tracked.idle_timeout
+            if timeout <= 0 or tracked.ended is not None or now - tracked.last_active < timeout:
+                continue
+            log.info("session %s: idle for %g s; ending it", tracked.session_id, timeout)
+            message = (
+                f"session ended after {timeout:g} seconds without activity (idle timeout);"
+                " connect again to go on"
+            )
+            tracked.end(SessionEnded("idle", message))
+            ended += 1
+        return ended
+
+
+async def end_idle_sessions(live: LiveSessions) -> None:
+    """Until cancelled: end idle sessions (:meth:`LiveSessions.end_idle`)."""
+    while True:
+        await trio.sleep(IDLE_CHECK_SECONDS)
+        live.end_idle()
 
 
 async def end_sessions_on_revocation(

@@ -24,7 +24,7 @@ from hoopd.blast_radius_api import blast_radius_route
 from hoopd.config import ConnectionConfig, GatewayConfig, approval_store_dir, check_secrets
 from hoopd.gateway import Gateway, Listener, ProtocolEngine, load_plugins
 from hoopd.identity.authenticator import Authenticator
-from hoopd.live_sessions import end_sessions_on_revocation
+from hoopd.live_sessions import end_idle_sessions, end_sessions_on_revocation
 from hoopd.pipeline import Pipeline
 from hoopd.policy.errors import PolicyError
 from hoopd.policy_reload import PolicyReloader
@@ -181,6 +181,8 @@ async def _serve_with(
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
             await _start_revocation_watch(nursery, trust, gateway)
+            if any(c.idle_timeout_seconds > 0 for c in config.connections):
+                nursery.start_soon(end_idle_sessions, gateway.live)
             await _start_approvals(nursery, config, gateway, approvals, trust)
             if reloader is not None:
                 nursery.start_soon(reloader.watch)

@@ -17,6 +17,9 @@ from hoopd.recording.journal import Journal, RecorderError, SessionRecorder
 
 log = logging.getLogger("hoopd")
 
+#: The session's end reason (``hoopd sessions``) for each way of ending it from outside.
+_END_REASONS = {"revoked": "token revoked", "expired": "token expired", "idle": "idle timeout"}
+
 
 async def record_refused_login(
     journal: Journal,
@@ -52,4 +55,4 @@ async def record_ended(recorder: SessionRecorder, ended: SessionEnded) -> str:
         await recorder.append([(ended.cause, {"message": ended.message})])
     except RecorderError:
         log.error("session %s: could not record that it was %s", recorder.session_id, ended.cause)
-    return f"token {ended.cause}"
+    return _END_REASONS.get(ended.cause, ended.cause)

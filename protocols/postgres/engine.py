@@ -138,7 +138,9 @@ class PostgresEngine:
             refusals.fatal(refusals.ADMIN_SHUTDOWN, "the gateway is shutting down"),
         )
         try:
-            with gateway.live.track(recorder.session_id, hello.identity) as tracked:
+            with gateway.live.track(
+                recorder.session_id, hello.identity, idle_timeout=connection.idle_timeout_seconds
+            ) as tracked:
                 end = await self._dial_and_relay(
                     gateway, leg, hello, client_addr, recorder, tracked
                 )
@@ -198,7 +200,7 @@ class PostgresEngine:
         process_id, secret = self.cancels.issue(key)
         try:
             await leg.stream.send_all(_ready_messages(upstream, process_id, secret))
-            relay = SessionPumps(gateway, session, leg, upstream, masker)
+            relay = SessionPumps(gateway, session, leg, upstream, masker, tracked.touch)
             session.notify = relay.notify
             session.client_gone = partial(wait_peer_gone, leg.stream)
             await run_pumps(relay.client_to_target, relay.target_to_client)
@@ -225,10 +227,11 @@ async def _cancel_running(key: UpstreamKey, session_id: str) -> None:
 
 
 async def _ended_from_outside(recorder: SessionRecorder, ended: SessionEnded) -> SessionEnd:
-    """Record why the session was ended from outside (revocation, expiry) and say it
-    to the client as PostgreSQL does when an administrator ends a backend."""
+    """Record why the session was ended from outside (revocation, expiry, idleness)
+    and say it to the client as PostgreSQL does when it ends a backend."""
     reason = await record_ended(recorder, ended)
-    return SessionEnd(reason, refusals.fatal(refusals.ADMIN_SHUTDOWN, f"hoopd: {ended.message}"))
+    code = refusals.IDLE_SESSION_TIMEOUT if ended.cause == "idle" else refusals.ADMIN_SHUTDOWN
+    return SessionEnd(reason, refusals.fatal(code, f"hoopd: {ended.message}"))
 
 
 async def _masking_for(

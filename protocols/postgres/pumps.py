@@ -17,7 +17,7 @@ writes ``end.reply`` to the client, so each stream has a single writer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -44,6 +44,10 @@ log = logging.getLogger("hoopd.postgres")
 REFUSAL_CODES = {"recording-unavailable": "58030"}
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(slots=True)
 class SessionEnd:
     """Why a session ended, and the last words for the client (may be empty)."""
@@ -62,6 +66,7 @@ class SessionPumps:
         leg: ClientLeg,
         upstream: Upstream,
         masker: ResultMasker | None = None,
+        activity: Callable[[], None] = _nothing,
     ):
         self.pipeline = gateway.pipeline
         self.session = session
@@ -80,6 +85,8 @@ class SessionPumps:
             # rows whose columns are unknown are never sent unexamined.
             self.target_codec.pass_through = _DECODE_EVERYTHING
         self.end = SessionEnd("client closed the connection")
+        #: Called for every chunk either way (the idle timeout's clock).
+        self.activity = activity
         self._client_left = False
         # Both pumps may write to the client (results; notices while a command waits
         # for approval): a write that has to wait keeps the other one out.
@@ -91,9 +98,10 @@ class SessionPumps:
         # The per-statement hot path: names bound once, one pass over the messages.
         codec, receive, send = self.client_codec, self.client.receive_some, self.target.send_all
         command_for, forwarded = self.tracker.command_for, self.tracker.forwarded
-        admit, session = self.pipeline.admit, self.session
+        admit, session, activity = self.pipeline.admit, self.session, self.activity
         while True:
             codec.receive_data(await receive())
+            activity()
             try:
                 messages, closed = codec.drain()
             except ProtocolError as exc:
@@ -193,8 +201,10 @@ class SessionPumps:
     async def target_to_client(self) -> None:
         codec, receive = self.target_codec, self.target.receive_some
         result_for, observe, session = self.tracker.result_for, self.pipeline.observe, self.session
+        activity = self.activity
         while True:
             codec.receive_data(await receive())
+            activity()
             out = b""
             try:
                 # The answer to a refused command's stand-in can only be in data that

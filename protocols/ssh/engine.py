@@ -7,14 +7,16 @@ bound to an identity or certified by hoopd's SSH CA (:mod:`.auth`) -> the
 session's recording opens -> inside ``gateway.live.track`` the target is dialled
 (:mod:`.upstream`) -> each session channel the client opens is served by
 :mod:`.channel` -> the session ends when the client or the target leaves,
-recording fails, the token is revoked or expires, or the gateway stops; the
-client is then told why (:mod:`.ending`).
+recording fails, the token is revoked or expires, nothing passes for the
+connection's idle timeout, or the gateway stops; the client is then told why
+(:mod:`.ending`).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncssh
@@ -152,8 +154,14 @@ class SshEngine:
         # Stands unless the session returns: it was cancelled because the gateway stops.
         end = End("gateway shutdown", "the gateway is shutting down")
         try:
-            with gateway.live.track(recorder.session_id, accepted.identity) as tracked:
-                end = await self._run(gateway, conn, accepted, client_addr, recorder, pending)
+            with gateway.live.track(
+                recorder.session_id,
+                accepted.identity,
+                idle_timeout=connection.idle_timeout_seconds,
+            ) as tracked:
+                end = await self._run(
+                    gateway, conn, accepted, client_addr, recorder, pending, tracked.touch
+                )
             if tracked.ended is not None:
                 end = await ended_from_outside(recorder, tracked.ended)
         finally:
@@ -171,6 +179,7 @@ class SshEngine:
         client_addr: str,
         recorder: SessionRecorder,
         pending: Pending,
+        activity: Callable[[], None],
     ) -> End:
         connection, identity = accepted.selected.connection, accepted.identity
         try:
@@ -191,7 +200,7 @@ class SshEngine:
             granted_level=accepted.granted_level,
         )
         link = pending.link = Link(
-            gateway, session, upstream, masker=_output_masker(gateway, session)
+            gateway, session, upstream, masker=_output_masker(gateway, session), activity=activity
         )
         pending.settled.set()
         end: End | None = None

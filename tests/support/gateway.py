@@ -104,6 +104,7 @@ class Gateway:
         tokens: Sequence[Token] | None = None,
         startup_timeout_seconds: float = 10.0,
         auth_failure_delay_seconds: float = 0.5,
+        idle_timeout_seconds: float = 0.0,
         allow_plaintext_on_loopback: bool = False,
         client_cert_file: Path | None = None,
         client_key_file: Path | None = None,
@@ -131,6 +132,7 @@ class Gateway:
         self.token = self.tokens[0]
         self.startup_timeout_seconds = startup_timeout_seconds
         self.auth_failure_delay_seconds = auth_failure_delay_seconds
+        self.idle_timeout_seconds = idle_timeout_seconds
         self.allow_plaintext_on_loopback = allow_plaintext_on_loopback
         self.client_cert_file = client_cert_file
         self.client_key_file = client_key_file
@@ -179,6 +181,7 @@ class Gateway:
             f"log_level = {_toml_str(self.log_level)}",
             f"startup_timeout_seconds = {float(self.startup_timeout_seconds)!r}",
             f"auth_failure_delay_seconds = {float(self.auth_failure_delay_seconds)!r}",
+            f"idle_timeout_seconds = {float(self.idle_timeout_seconds)!r}",
             "",
             "[client_tls]",
             f"allow_plaintext_on_loopback = {str(self.allow_plaintext_on_loopback).lower()}",

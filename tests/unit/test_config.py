@@ -593,3 +593,19 @@ def test_the_packaged_example_is_a_valid_configuration() -> None:
     assert cfg.data_dir == Path("/var/lib/hoopd")
     assert [c.name for c in cfg.connections] == ["appdb", "reports"]
     assert cfg.connections[0].listen_address == cfg.connections[1].listen_address
+
+
+def test_the_idle_timeout_is_the_gateways_unless_a_connection_sets_its_own() -> None:
+    data = minimal()
+    assert config_from_dict(data, Path("hoopd.toml")).connections[0].idle_timeout_seconds == 0.0
+    data["gateway"]["idle_timeout_seconds"] = 900
+    second = copy.deepcopy(data["connections"][0])
+    second["name"] = "prod"
+    second["idle_timeout_seconds"] = 60
+    data["connections"].append(second)
+
+    cfg = config_from_dict(data, Path("hoopd.toml"))
+
+    assert [c.idle_timeout_seconds for c in cfg.connections] == [900.0, 60.0]
+    data["connections"][1]["idle_timeout_seconds"] = -1
+    assert any("idle_timeout_seconds" in line for line in problems_of(data))
