@@ -26,11 +26,8 @@ import json
 import os
 import sqlite3
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlencode
 
 import trio
 from jose import jwt
@@ -42,6 +39,7 @@ from hoopd.identity.ssh_keys import TOKEN_ID_PREFIX as KEY_ID_PREFIX
 from hoopd.identity.ssh_keys import KeyBindings
 from hoopd.identity.tokens import TOKEN_ID_PREFIX as STATIC_ID_PREFIX
 from hoopd.tokens import ssh_cert_cli
+from hoopd.tokens.admin_post import post_form
 from hoopd.tokens.api import TOKEN_PATH
 from hoopd.tokens.claims import TOKEN_ID_PREFIX
 from hoopd.tokens.keys import KeyRing, KeyStoreError
@@ -52,7 +50,6 @@ from hoopd.trust import keys_for, open_trust
 TOKEN_ENV: Final = "HOOPD_TOKEN"
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
-HTTP_TIMEOUT_SECONDS: Final = 10.0
 
 
 def add_token_actions(actions: argparse._SubParsersAction[Any]) -> None:
@@ -142,7 +139,7 @@ def _exchange(args: argparse.Namespace) -> int:
         if value is not None:
             form[name] = str(value)
     if args.admin is not None:
-        answer = _exchange_remote(args.admin, form)
+        answer = post_form(args.admin, TOKEN_PATH, form)
     else:
         answer = _exchange_local(Path(args.config), form)
     if isinstance(answer, str):
@@ -177,32 +174,6 @@ def _exchange_local(path: Path, form: dict[str, str]) -> tuple[int, dict[str, An
             return trio.run(trust.service.exchange, form)
     except (sqlite3.Error, OSError, KeyStoreError) as exc:
         return f"cannot use the token store or keys: {exc}"
-
-
-def _exchange_remote(url: str, form: dict[str, str]) -> tuple[int, dict[str, Any]] | str:
-    endpoint = url.rstrip("/") + TOKEN_PATH
-    if not endpoint.startswith(("http://", "https://")):
-        return f"--admin must be an http:// or https:// URL, not {url!r}"
-    request = urllib.request.Request(
-        endpoint,
-        data=urlencode(form).encode(),
-        headers={"content-type": "application/x-www-form-urlencoded"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        return f"cannot reach {endpoint}: {getattr(exc, 'reason', exc)}"
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return f"{endpoint} answered HTTP {status} without JSON"
-    if not isinstance(body, dict):
-        return f"{endpoint} answered HTTP {status} with unexpected JSON"
-    return status, body
 
 
 def _revoke(args: argparse.Namespace) -> int:

@@ -20,22 +20,19 @@ import json
 import os
 import sqlite3
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlencode
 
 import trio
 
 from hoopd.config import ConfigError, load_config
+from hoopd.tokens.admin_post import post_form
 from hoopd.tokens.api import SSH_CERTIFICATE_PATH
 from hoopd.tokens.keys import KeyStoreError
 from hoopd.tokens.ssh_issue import issuer_for
 from hoopd.trust import open_trust
 
 TOKEN_ENV: Final = "HOOPD_TOKEN"
-HTTP_TIMEOUT_SECONDS: Final = 10.0
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 
@@ -132,32 +129,7 @@ def _local(path: Path, token: str, form: dict[str, str]) -> Answer | str:
 
 
 def _remote(url: str, token: str, form: dict[str, str]) -> Answer | str:
-    endpoint = url.rstrip("/") + SSH_CERTIFICATE_PATH
-    if not endpoint.startswith(("http://", "https://")):
-        return f"--admin must be an http:// or https:// URL, not {url!r}"
-    request = urllib.request.Request(
-        endpoint,
-        data=urlencode(form).encode(),
-        headers={
-            "content-type": "application/x-www-form-urlencoded",
-            "authorization": f"Bearer {token}",
-        },
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        return f"cannot reach {endpoint}: {getattr(exc, 'reason', exc)}"
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return f"{endpoint} answered HTTP {status} without JSON"
-    if not isinstance(body, dict):
-        return f"{endpoint} answered HTTP {status} with unexpected JSON"
-    return status, body
+    return post_form(url, SSH_CERTIFICATE_PATH, form, bearer=token)
 
 
 def _write(path: Path, text: str) -> None:
