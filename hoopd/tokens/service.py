@@ -220,6 +220,13 @@ class TokenService:
 
     def _refuse(self, parent: Identity | None, asked: dict[str, Any], refused: _Refused) -> Answer:
         detail = {"error": refused.error, "reason": refused.description, "asked": asked}
+        self.record_refusal("token exchange", parent, detail)
+        return 400, _error(refused.error, refused.description)
+
+    def record_refusal(self, what: str, parent: Identity | None, detail: dict[str, Any]) -> None:
+        """Write a refused request (``detail`` holds its ``reason``) to the store's token
+        events and the log. A store that cannot be written is logged, not raised: the
+        refusal stands either way."""
         try:
             self.store.record_refused(
                 parent.token_id if parent else None,
@@ -228,13 +235,13 @@ class TokenService:
                 detail,
             )
         except sqlite3.Error as exc:
-            log.error("could not record a refused token exchange: %s", exc)
+            log.error("could not record a refused %s: %s", what, exc)
         log.info(
-            "token exchange refused for %s: %s",
+            "%s refused for %s: %s",
+            what,
             parent.token_id if parent else "an unverified token",
-            refused.description,
+            detail.get("reason"),
         )
-        return 400, _error(refused.error, refused.description)
 
 
 def _asked(form: Mapping[str, str]) -> dict[str, Any]:

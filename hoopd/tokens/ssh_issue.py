@@ -146,20 +146,7 @@ class SshCertificateIssuer:
             "asked": asked,
             "ssh_certificate": True,
         }
-        try:
-            self.service.store.record_refused(
-                parent.token_id if parent else None,
-                parent.subject if parent else None,
-                parent.actor if parent else None,
-                detail,
-            )
-        except sqlite3.Error as exc:
-            log.error("could not record a refused SSH certificate request: %s", exc)
-        log.info(
-            "SSH certificate refused for %s: %s",
-            parent.token_id if parent else "an unverified token",
-            refused.description,
-        )
+        self.service.record_refusal("SSH certificate request", parent, detail)
         return refused.status, _error(refused.error, refused.description)
 
 
