@@ -538,32 +538,15 @@ def test_revocation_ends_a_live_ssh_session(
     child = gateway.exchanged(bob, "--scope", f"{CONNECTION}:admin", "--ttl", "600")
 
     client = gateway.client(tmp_path / "c", token=child)
-    sleeper = f"sleep 600.{secrets.randbelow(10**6):06d}"
     before = session_ids(gateway)
-    proc = subprocess.Popen(
-        ["ssh", *client.ssh_options(), "-p", str(client.port), client.destination, sleeper],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=client.env(),
-        start_new_session=True,
-    )
-    try:
+    with remote_sleeper(client, sshd) as (proc, sleeper):
         session = wait_for_new_session(gateway, before)
-        deadline = time.monotonic() + 10
-        while sshd.run_as_target(f"pgrep -f '^{sleeper}$'", check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the command never started on the target"
-            time.sleep(0.1)
         done = gateway.cli(
             "revoke", gateway_token_id(child), "--config", str(gateway.config_path),
             "--reason", "test",
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         _out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 255
     assert "revoked" in err.decode()
     _wait_gone(sshd, sleeper)
@@ -593,6 +576,28 @@ def _wait_gone(sshd: SshServer, command_line: str) -> None:
     while sshd.run_as_target(f"pgrep -f '^{command_line}$'", check=False).returncode == 0:
         assert time.monotonic() < deadline, f"{command_line!r} outlived its session"
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def remote_sleeper(
+    client: SshClient, sshd: SshServer
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``ssh HOST sleep 600.NNNNNN`` in the background (a command line found nowhere
+    else), once the sleep runs on the target; the ssh process is killed on exit if
+    it still runs. Yields the process and the command line."""
+    sleeper = f"sleep 600.{secrets.randbelow(10**6):06d}"
+    proc = _start_ssh(client, sleeper)
+    try:
+        deadline = time.monotonic() + 10
+        while sshd.run_as_target(f"pgrep -f '^{sleeper}$'", check=False).returncode != 0:
+            assert proc.poll() is None, "ssh ended before the command started"
+            assert time.monotonic() < deadline, "the command never started on the target"
+            time.sleep(0.1)
+        yield proc, sleeper
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _start_ssh(client: SshClient, command: str) -> subprocess.Popen[bytes]:

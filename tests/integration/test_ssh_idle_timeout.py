@@ -5,7 +5,6 @@ a real sshd."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +13,9 @@ import pytest
 
 from tests.integration.test_ssh_engine import (
     SshGateway,
-    _start_ssh,
     _wait_gone,
     new_session_records,
+    remote_sleeper,
     running_ssh_gateway,
 )
 from tests.support.gateway import Token, session_ids
@@ -39,16 +38,10 @@ def gateway(sshd: SshServer, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def test_a_silent_session_ends_and_its_command_stops(
     gateway: SshGateway, sshd: SshServer, tmp_path: Path
 ) -> None:
-    sleeper = f"sleep 600.{secrets.randbelow(10**6):06d}"
     before = session_ids(gateway)
     started = time.monotonic()
-    proc = _start_ssh(gateway.client(tmp_path / "c"), sleeper)
-    try:
+    with remote_sleeper(gateway.client(tmp_path / "c"), sshd) as (proc, sleeper):
         _out, err = proc.communicate(timeout=IDLE_SECONDS * 10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 255
     assert "without activity (idle timeout)" in err.decode()
     assert time.monotonic() - started >= IDLE_SECONDS

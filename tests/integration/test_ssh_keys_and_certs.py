@@ -25,7 +25,12 @@ import pytest
 from hoopd.identity.ssh_wire import Reader
 from hoopd.tokens.ssh_cert import IDENTITY_EXTENSION, read_certificate
 from hoopd.tokens.store import TokenStore
-from tests.integration.test_ssh_engine import CONNECTION, SshGateway, new_session_records
+from tests.integration.test_ssh_engine import (
+    CONNECTION,
+    SshGateway,
+    new_session_records,
+    remote_sleeper,
+)
 from tests.support.gateway import (
     Token,
     gateway_token_id,
@@ -370,22 +375,9 @@ def test_revoking_the_token_ends_live_sessions_and_refuses_its_certificates(
     write_certificate(key, body["certificate"])
     client = gateway.keyed_client(tmp_path / "c", key)
 
-    sleeper = f"sleep 600.{secrets.randbelow(10**6):06d}"
     before = session_ids(gateway)
-    proc = subprocess.Popen(
-        ["ssh", *client.ssh_options(), "-p", str(client.port), client.destination, sleeper],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=client.env(),
-        start_new_session=True,
-    )
-    try:
+    with remote_sleeper(client, sshd) as (proc, _sleeper):
         wait_for_new_session(gateway, before)
-        deadline = time.monotonic() + 10
-        while sshd.run_as_target(f"pgrep -f '^{sleeper}$'", check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the command never started on the target"
-            time.sleep(0.1)
         # Revoke the token the certificate was issued for (not the certificate).
         done = gateway.cli(
             "revoke", gateway_token_id(child), "--config", str(gateway.config_path),
@@ -394,10 +386,6 @@ def test_revoking_the_token_ends_live_sessions_and_refuses_its_certificates(
         assert done.returncode == 0, done.stderr
         assert body["token_id"] in done.stdout  # listed as derived from it
         _out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 255
     assert "revoked" in err.decode()
     _session, records = new_session_records(gateway, before)
