@@ -13,7 +13,6 @@ on, with a message saying which); 2 unusable configuration or no token.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sqlite3
@@ -24,6 +23,7 @@ from typing import Any, Final, TextIO
 
 import trio
 
+from hoopd.admin_client import TOKEN_ENV, read_token
 from hoopd.approvals.model import ApprovalError, ApprovalRequest
 from hoopd.approvals.render import request_details, request_table
 from hoopd.approvals.rules import may_see
@@ -33,7 +33,6 @@ from hoopd.config import ConfigError, GatewayConfig, approval_store_dir, load_co
 from hoopd.identity.base import Identity
 from hoopd.trust import admin_verifier
 
-TOKEN_ENV: Final = "HOOPD_TOKEN"
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
 EXIT_USAGE: Final = 2
@@ -88,7 +87,7 @@ def _authenticated(name: str, action: Action) -> Callable[[argparse.Namespace], 
         except ConfigError as exc:
             print(f"hoopd {name}: invalid configuration:\n{exc}", file=sys.stderr)
             return EXIT_USAGE
-        token = _read_token()
+        token = read_token()
         if not token:
             print(
                 f"hoopd {name}: no token: set {TOKEN_ENV} or give your token on standard input",
@@ -122,14 +121,6 @@ def _authenticated(name: str, action: Action) -> Callable[[argparse.Namespace], 
             return EXIT_REFUSED
 
     return run
-
-
-def _read_token() -> str:
-    if TOKEN_ENV in os.environ:
-        return os.environ[TOKEN_ENV].strip()
-    # From a terminal, prompt without echo so the token does not end up on screen.
-    line = getpass.getpass("Token: ") if sys.stdin.isatty() else sys.stdin.readline()
-    return line.strip()
 
 
 def _list(args: argparse.Namespace, store: ApprovalStore, who: Identity, out: TextIO) -> int:

@@ -23,7 +23,6 @@ import argparse
 import datetime as dt
 import getpass
 import json
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -33,13 +32,13 @@ import trio
 from jose import jwt
 from jose.exceptions import JWTError
 
+from hoopd.admin_client import TOKEN_ENV, post_form, read_token
 from hoopd.config import ConfigError, GatewayConfig, load_config, token_store_dir
 from hoopd.identity.oidc import TOKEN_ID_PREFIX as OIDC_ID_PREFIX
 from hoopd.identity.ssh_keys import TOKEN_ID_PREFIX as KEY_ID_PREFIX
 from hoopd.identity.ssh_keys import KeyBindings
 from hoopd.identity.tokens import TOKEN_ID_PREFIX as STATIC_ID_PREFIX
 from hoopd.tokens import ssh_cert_cli
-from hoopd.tokens.admin_post import post_form
 from hoopd.tokens.api import TOKEN_PATH
 from hoopd.tokens.claims import TOKEN_ID_PREFIX
 from hoopd.tokens.keys import KeyRing, KeyStoreError
@@ -47,7 +46,6 @@ from hoopd.tokens.service import ACCESS_TOKEN_TYPE, GRANT_TYPE
 from hoopd.tokens.store import TokenStore
 from hoopd.trust import keys_for, open_trust
 
-TOKEN_ENV: Final = "HOOPD_TOKEN"
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 
@@ -127,7 +125,7 @@ def _config(parser: argparse.ArgumentParser) -> None:
 
 
 def _exchange(args: argparse.Namespace) -> int:
-    token = _read_token()
+    token = read_token()
     if not token:
         return _fail(f"token exchange: no token: set {TOKEN_ENV} or give it on standard input")
     form = {
@@ -258,14 +256,6 @@ def _when(moment: float | None) -> str:
     if moment is None:
         return "-"
     return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _read_token() -> str:
-    if TOKEN_ENV in os.environ:
-        return os.environ[TOKEN_ENV].strip()
-    # From a terminal, prompt without echo so the token does not end up on screen.
-    line = getpass.getpass("Token: ") if sys.stdin.isatty() else sys.stdin.readline()
-    return line.strip()
 
 
 def _fail(message: str) -> int:

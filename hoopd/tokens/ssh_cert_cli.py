@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
 import os
 import sqlite3
@@ -25,14 +24,13 @@ from typing import Any, Final
 
 import trio
 
+from hoopd.admin_client import TOKEN_ENV, post_form, read_token
 from hoopd.config import ConfigError, load_config
-from hoopd.tokens.admin_post import post_form
 from hoopd.tokens.api import SSH_CERTIFICATE_PATH
 from hoopd.tokens.keys import KeyStoreError
 from hoopd.tokens.ssh_issue import issuer_for
 from hoopd.trust import open_trust
 
-TOKEN_ENV: Final = "HOOPD_TOKEN"
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 
@@ -83,7 +81,7 @@ def _ssh_cert(args: argparse.Namespace) -> int:
         public_key = public_path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         return _fail(f"cannot read the public key {public_path}: {exc}")
-    token = _read_token()
+    token = read_token()
     if not token:
         return _fail(f"no token: set {TOKEN_ENV} or give it on standard input")
     form = {"public_key": public_key}
@@ -141,14 +139,6 @@ def _write(path: Path, text: str) -> None:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-
-
-def _read_token() -> str:
-    if TOKEN_ENV in os.environ:
-        return os.environ[TOKEN_ENV].strip()
-    # From a terminal, prompt without echo so the token does not end up on screen.
-    line = getpass.getpass("Token: ") if sys.stdin.isatty() else sys.stdin.readline()
-    return line.strip()
 
 
 def _fail(message: str) -> int:

@@ -1,20 +1,36 @@
-"""POSTing a form to the gateway's admin API, for the command-line tools.
+"""What the command-line tools share as clients of the gateway: reading the
+caller's token, and POSTing a form to the admin API.
 
-Guarantee: :func:`post_form` returns ``(HTTP status, JSON object)`` whenever the
-gateway answered with a JSON object (error statuses included: their body says
-why), else a sentence saying what went wrong; it never raises for network or
-HTTP trouble, and never puts the bearer token in what it returns.
+Guarantees: :func:`read_token` takes the token from ``HOOPD_TOKEN`` or standard
+input, never the command line, and never echoes it. :func:`post_form` returns
+``(HTTP status, JSON object)`` whenever the gateway answered with a JSON object
+(error statuses included: their body says why), else a sentence saying what went
+wrong; it never raises for network or HTTP trouble, and never puts the bearer
+token in what it returns.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
+import sys
 import urllib.error
 import urllib.request
 from typing import Any, Final
 from urllib.parse import urlencode
 
 HTTP_TIMEOUT_SECONDS: Final = 10.0
+TOKEN_ENV: Final = "HOOPD_TOKEN"
+
+
+def read_token() -> str:
+    """The caller's token: ``$HOOPD_TOKEN``, else a line of standard input."""
+    if TOKEN_ENV in os.environ:
+        return os.environ[TOKEN_ENV].strip()
+    # From a terminal, prompt without echo so the token does not end up on screen.
+    line = getpass.getpass("Token: ") if sys.stdin.isatty() else sys.stdin.readline()
+    return line.strip()
 
 
 def post_form(
