@@ -35,6 +35,7 @@ check: lint typecheck test
 fuzz: $(STAMP)
 	$(PY) fuzz/fuzz_pg_codec.py -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus
 	$(PY) fuzz/fuzz_sftp_codec.py -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus-sftp
+	$(PY) fuzz/fuzz_ssh_cert.py -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus-ssh-cert
 
 bench: $(STAMP)
 	packaging/system-deps.sh --bench
