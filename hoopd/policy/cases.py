@@ -8,7 +8,6 @@ so a passing case says what the gateway would do.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -21,6 +20,7 @@ from hoopd.policy.policy import Policy
 from hoopd.policy.verdict import Subject, Verdict
 from hoopd.policy.yamlread import NULL, Problems, Reader, compose_file
 from hoopd.protocols.postgres.classify import classify
+from hoopd.protocols.ssh.commands import host_command
 
 CASE_KEYS: Final = (
     "name", "identity", "connection", "labels", "protocol", "sql", "host", "expect", "rule",
@@ -177,14 +177,16 @@ def _host_command(reader: Reader, node: Node, what: str) -> HostCommand | None:
         if read_paths is None:
             return None
         paths = tuple(value for value, _ in read_paths)
-    command = texts.get("command", kind)
-    argv: tuple[str, ...] = ()
-    if kind == "exec":
-        try:
-            argv = tuple(shlex.split(command))
-        except ValueError:
-            argv = ()
-    return HostCommand(kind, command, argv, paths, texts.get("destination", ""))
+    return host_event(kind, texts.get("command"), paths, texts.get("destination", ""))
+
+
+def host_event(
+    kind: str, command: str | None, paths: tuple[str, ...] = (), destination: str = ""
+) -> HostCommand:
+    """A host command of ``kind`` as the SSH engine builds it: an ``exec``'s argv split
+    from ``command`` as a POSIX shell would; ``command`` defaults to the kind."""
+    argv = host_command(command or "", None).argv if kind == "exec" else ()
+    return HostCommand(kind, command or kind, argv, paths, destination)
 
 
 def _identity(reader: Reader, node: Node | None, what: str) -> Identity | None:

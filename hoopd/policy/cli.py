@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hoopd.events import SqlStatement
+from hoopd.events import HOST_KINDS, HostCommand, SqlStatement
 from hoopd.identity.base import Identity
-from hoopd.policy.cases import load_cases, run_case, unknown_rules
+from hoopd.policy.cases import host_event, load_cases, run_case, unknown_rules
 from hoopd.policy.errors import PolicyError
 from hoopd.policy.explain import explain
 from hoopd.policy.loader import case_files, load_policy
@@ -77,8 +77,27 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--issuer", default="static", metavar="NAME",
         help="who issued the token: static, hoopd or an OIDC issuer's name (default static)",
     )  # fmt: skip
-    exp.add_argument("--protocol", default="postgres")
-    exp.add_argument("--sql", required=True, metavar="TEXT")
+    exp.add_argument(
+        "--protocol", help="the connection's protocol (default postgres, or ssh with --host)"
+    )
+    what = exp.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sql", metavar="TEXT", help="SQL text, classified as the gateway does")
+    what.add_argument(
+        "--host", metavar="KIND",
+        help="a host command of this kind instead (exec, shell, sftp-read, forward, ...)",
+    )  # fmt: skip
+    exp.add_argument(
+        "--command", metavar="TEXT",
+        help="with --host: the command line (exec) or the operation as written",
+    )  # fmt: skip
+    exp.add_argument(
+        "--path", action="append", default=[], dest="paths", metavar="PATH",
+        help="with --host: a path the operation names (repeatable)",
+    )  # fmt: skip
+    exp.add_argument(
+        "--destination", default="", metavar="HOST:PORT",
+        help="with --host: where a forward goes, or where a remote forward listens",
+    )  # fmt: skip
     exp.set_defaults(func=_explain)
 
 
@@ -180,8 +199,19 @@ def _explain(args: argparse.Namespace) -> int:
         tuple(args.actors),
         issuer=args.issuer,
     )
-    subject = Subject(identity, args.connection, labels, args.protocol)
-    statement = SqlStatement(args.sql, classify(args.sql))
+    statement: SqlStatement | HostCommand
+    if args.host is not None:
+        if args.host not in HOST_KINDS:
+            known = ", ".join(sorted(HOST_KINDS))
+            print(
+                f"hoopd policy explain: unknown host kind {args.host!r} ({known})", file=sys.stderr
+            )
+            return 2
+        statement = host_event(args.host, args.command, tuple(args.paths), args.destination)
+    else:
+        statement = SqlStatement(args.sql, classify(args.sql))
+    protocol = args.protocol or ("ssh" if args.host is not None else "postgres")
+    subject = Subject(identity, args.connection, labels, protocol)
     for line in explain(policy, subject, statement):
         print(line)
     return 0

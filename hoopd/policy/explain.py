@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from hoopd.events import NAMED_ONLY_KINDS, HostCommand, SqlClassification, SqlStatement
+from hoopd.events import (
+    NAMED_ONLY_KINDS,
+    HostClassification,
+    HostCommand,
+    SqlClassification,
+    SqlStatement,
+)
 from hoopd.identity.base import Identity
 from hoopd.policy.policy import EVALUATION_FAILED, Policy
 from hoopd.policy.rules import MaskRule, Rule
@@ -112,6 +118,15 @@ def _classification(c: SqlClassification) -> str:
         parts.append(f"{c.statement_count} statements")
     if c.parse_error:
         parts.append(f"parse error: {c.parse_error}")
+    if isinstance(c, HostClassification):
+        if c.program:
+            parts.append(f"program {c.program}")
+        if c.command_line and c.command_line not in c.kinds:
+            parts.append(f"command {c.command_line!r}")
+        if c.paths:
+            parts.append(f"paths [{', '.join(sorted(c.paths))}]")
+        if c.destination:
+            parts.append(f"destination {c.destination}")
     return ", ".join(parts)
 
 

@@ -1,4 +1,6 @@
-"""The host command a session channel asks for, as the pipeline sees it."""
+"""The host command a session channel asks for, as the pipeline sees it (also how
+``hoopd policy test`` and ``hoopd policy explain`` build one, so they judge what the
+engine would)."""
 
 from __future__ import annotations
 

@@ -239,3 +239,46 @@ def test_policy_is_a_hoopd_subcommand(tmp_path: Path) -> None:
     assert done.stdout.startswith(f"{tmp_path}: ok: 3 rules")
     missing = run_cli(["policy", "check"])
     assert missing.status == 2
+
+
+HOST_RULES = """
+defaults:
+  - unmatched: allow
+rules:
+  - name: no-shadow
+    match: {kinds: [exec], program: [cat], command: ["* /etc/shadow*"]}
+    action: deny
+    message: /etc/shadow stays on the host
+  - name: ops-forward-to-the-database
+    match: {kinds: [forward], destination: ["db.internal:5432"], identity: {groups: [ops]}}
+    action: allow
+"""
+
+
+def test_explain_judges_a_host_command_as_the_ssh_engine_builds_it(tmp_path: Path) -> None:
+    write(tmp_path, "rules.yaml", HOST_RULES)
+    shadow = run_cli(
+        ["policy", "explain", "--policies", str(tmp_path), "--connection", "web",
+         "--identity", "alice", "--host", "exec", "--command", "cat  /etc/shadow"]
+    )  # fmt: skip
+    assert shadow.status == 0, shadow.err
+    assert shadow.out.splitlines()[:4] == [
+        "verdict: deny",
+        f"deciding rule: no-shadow ({tmp_path / 'rules.yaml'}:4)",
+        "message: /etc/shadow stays on the host",
+        "statement: kinds [exec], program cat, command 'cat  /etc/shadow'",
+    ]
+    forward = run_cli(
+        ["policy", "explain", "--policies", str(tmp_path), "--connection", "web",
+         "--identity", "bob", "--group", "ops", "--host", "forward",
+         "--destination", "db.internal:5432"]
+    )  # fmt: skip
+    assert forward.out.splitlines()[:2] == [
+        "verdict: allow",
+        f"deciding rule: ops-forward-to-the-database ({tmp_path / 'rules.yaml'}:8)",
+    ]
+    unknown = run_cli(
+        ["policy", "explain", "--policies", str(tmp_path), "--connection", "web",
+         "--identity", "bob", "--host", "teleport"]
+    )  # fmt: skip
+    assert unknown.status == 2 and "unknown host kind 'teleport'" in unknown.err
