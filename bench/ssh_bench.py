@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -139,6 +140,27 @@ def main() -> int:
     scp_megabytes = int(os.environ.get("BENCH_SCP_MB", "200"))
     repeats = int(os.environ.get("BENCH_REPEATS", "1"))
     root = Path(tempfile.mkdtemp(prefix="hoopd-bench-ssh-"))
+    try:
+        rows = _run(root, megabytes, scp_megabytes, repeats)
+    finally:
+        # The recordings alone hold every byte streamed: about a gigabyte a run.
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"{'workload':38s} {'path':15s} {'MB/s':>8s} {'x direct':>9s} {'x peer':>7s}")
+    for row in rows:
+        ratio, peer = row.get("ratio_to_direct"), row.get("ratio_to_peer")
+        shown = f"{ratio:.2f}x" if isinstance(ratio, float) else "-"
+        over_peer = f"{peer:.2f}x" if isinstance(peer, float) else "-"
+        print(
+            f"{row['workload']!s:38s} {row['path']!s:15s} {row['mb_per_s']:8.1f}"
+            f" {shown:>9s} {over_peer:>7s}"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def _run(root: Path, megabytes: int, scp_megabytes: int, repeats: int) -> list[dict[str, object]]:
+    """Every row of the comparison, measured with the servers under ``root``."""
     rows: list[dict[str, object]] = []
     processes: list[subprocess.Popen[bytes]] = []
     with running_sshd(root / "sshd") as sshd:
@@ -187,18 +209,7 @@ def main() -> int:
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
                     process.wait(timeout=30)
-    print(f"{'workload':38s} {'path':15s} {'MB/s':>8s} {'x direct':>9s} {'x peer':>7s}")
-    for row in rows:
-        ratio, peer = row.get("ratio_to_direct"), row.get("ratio_to_peer")
-        shown = f"{ratio:.2f}x" if isinstance(ratio, float) else "-"
-        over_peer = f"{peer:.2f}x" if isinstance(peer, float) else "-"
-        print(
-            f"{row['workload']!s:38s} {row['path']!s:15s} {row['mb_per_s']:8.1f}"
-            f" {shown:>9s} {over_peer:>7s}"
-        )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
-    return 0
+    return rows
 
 
 def _compare(
