@@ -25,6 +25,9 @@ from typing import Protocol
 import trio
 
 RECEIVE_SIZE = 65536
+KEEPALIVE_IDLE_SECONDS = 60
+KEEPALIVE_INTERVAL_SECONDS = 10
+KEEPALIVE_PROBES = 6
 # After this many calls that completed without waiting, yield to the scheduler once.
 _YIELD_EVERY = 16
 _GRACEFUL_CLOSE_SECONDS = 1.0
@@ -40,13 +43,33 @@ class ByteStream(Protocol):
     async def aclose(self) -> None: ...
 
 
+def keep_alive(sock: socket.socket) -> None:
+    """Have the kernel probe the peer of a TCP connection that has been silent for
+    :data:`KEEPALIVE_IDLE_SECONDS`, every :data:`KEEPALIVE_INTERVAL_SECONDS`, and
+    reset the connection after :data:`KEEPALIVE_PROBES` unanswered probes. So a peer
+    whose host vanished (powered off, cut off) is noticed within about two minutes
+    and its session ends, instead of holding its other side (a database backend,
+    an sshd session) forever. A live peer that is merely quiet answers the probes
+    in its kernel and is never disturbed."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_SECONDS),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_SECONDS),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+    ):
+        if hasattr(socket, option):  # Linux has all three; others keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class SocketByteStream:
-    """A connected non-blocking TCP socket as a :class:`ByteStream`."""
+    """A connected non-blocking TCP socket as a :class:`ByteStream`, with Nagle off
+    and keep-alive probes on (:func:`keep_alive`)."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            keep_alive(sock)
         self.socket = sock
         # trio looks the descriptor up on every wait when handed the socket object.
         self._fd = sock.fileno()

@@ -96,7 +96,8 @@ async def _handshake(
         x11_auth_path=str(xauthority_path(server.gateway.config.data_dir)),
         login_timeout=timeout,
         connect_timeout=timeout,
-        keepalive_interval=30,
+        # No SSH-level keepalive: the accepted socket has TCP keep-alive probes
+        # (hoopd.relay.keep_alive); asyncssh's resets a timer for every packet.
         # The client picks the cipher (its first that we offer); OpenSSH prefers
         # chacha20-poly1305, which asyncssh does far slower than AES-GCM.
         encryption_algs=CLIENT_CIPHERS,

@@ -11,9 +11,13 @@ secret.
 
 from __future__ import annotations
 
+import socket
+from typing import cast
+
 import asyncssh
 
 from hoopd.config import ConfigError, ConnectionConfig
+from hoopd.relay import keep_alive
 
 # AES-GCM first: on this leg the gateway chooses, and it is the fastest on x86
 # (see the SSH section of the performance notes); the rest are asyncssh's defaults.
@@ -72,7 +76,7 @@ async def dial(
         detail = f"{type(exc).__name__} reading its key or known_hosts"
         raise TargetUnavailable(unusable, detail=detail) from None
     try:
-        return await asyncssh.connect(
+        conn = await asyncssh.connect(
             target.host,
             target.port,
             username=login,
@@ -86,7 +90,8 @@ async def dial(
             encryption_algs=_CIPHERS,
             connect_timeout=timeout,
             login_timeout=timeout,
-            keepalive_interval=30,
+            # No SSH-level keepalive: TCP probes find a vanished target (below);
+            # asyncssh's resets a timer for every packet, a few percent of a transfer.
         )
     except asyncssh.HostKeyNotVerifiable as exc:
         raise TargetUnavailable(
@@ -97,6 +102,10 @@ async def dial(
         raise TargetUnavailable(f"{where} refused the gateway's credentials") from exc
     except (asyncssh.Error, OSError, TimeoutError) as exc:
         raise TargetUnavailable(f"cannot reach {where}: {_reason(exc)}") from exc
+    sock = conn.get_extra_info("socket")
+    if sock is not None:
+        keep_alive(cast(socket.socket, sock))
+    return conn
 
 
 def _reason(exc: BaseException) -> str:
