@@ -1,11 +1,14 @@
-"""A remote forward (``ssh -R``) that needs approval waits: nothing listens on the
-target until someone in the approver group approves it, then the target's sshd
-listens and connections there reach the client's side; a denied one fails like a
-refused one. Real ssh -> hoopd -> a real sshd, and ``hoopd approvals``/``approve``/
-``deny`` as an approver runs them."""
+"""Forwards that need approval wait for it. A remote forward (``ssh -R``): nothing
+listens on the target until someone in the approver group approves it, then the
+target's sshd listens and connections there reach the client's side; a denied one
+fails like a refused one. Agent forwarding (``ssh -A``): the command waits, saying
+so on stderr, and runs with the client's agent once approved. Real ssh -> hoopd ->
+a real sshd, and ``hoopd approvals``/``approve``/``deny`` as an approver runs them."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,13 +16,19 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_ssh_agent_remote_x11 import (
+from tests.integration.test_ssh_agent_remote_x11 import (  # noqa: F401 - a fixture
+    agent,
     echo_through,
     listener_of,
     remote_forward,
     wait_listening,
 )
-from tests.integration.test_ssh_engine import SshGateway, running_ssh_gateway
+from tests.integration.test_ssh_engine import (
+    SshGateway,
+    _finish,
+    _read_line_with,
+    running_ssh_gateway,
+)
 from tests.integration.test_ssh_sftp_forward import EchoServer
 from tests.support.gateway import Token, parse_json_records
 from tests.support.ports import free_port
@@ -35,6 +44,11 @@ defaults:
 rules:
   - name: remote-forwards-need-ops
     match: {kinds: [remote-forward], destination: ["127.0.0.1:*"]}
+    action: approve
+    approvers: [ops]
+    deadline: 60s
+  - name: agents-need-ops
+    match: {kinds: [agent-forward]}
     action: approve
     approvers: [ops]
     deadline: 60s
@@ -99,3 +113,38 @@ def test_a_denied_remote_forward_fails_and_nothing_listens(
     stderr = (client.dir / "remote-forward.stderr").read_text(errors="replace")
     assert "remote port forwarding failed" in stderr
     assert listener_of(port) == ""
+
+
+def test_an_agent_forward_waits_for_approval_then_the_target_has_the_agent(
+    gateway: SshGateway,
+    agent: tuple[Path, str],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    sock, comment = agent
+    client = gateway.client(tmp_path / "c", token=ALICE)
+    options = [
+        f"IdentityAgent={sock}" if option == "IdentityAgent=none" else option
+        for option in client.ssh_options()
+    ]
+    argv = ["ssh", *options, "-p", str(client.port), "-A", client.destination, "ssh-add -l"]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=client.env(),
+        start_new_session=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = _read_line_with(proc.stderr, "needs approval")
+        found = re.search(r"request (\S+?),", line)
+        assert found is not None, line
+        _as_carol(gateway, "approve", found.group(1), "--reason", "deploy key rotation")
+        status, out, err = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert status == 0, err
+    assert comment in out  # the target's ssh-add reached the client's agent
