@@ -22,7 +22,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -40,6 +40,7 @@ from hoopd.config_identity import (
     token_expiry,
     token_scope,
 )
+from hoopd.config_table import ABSENT, Problems, Table, shown
 
 KNOWN_PROTOCOLS: Final[frozenset[str]] = frozenset({"postgres", "ssh"})
 SSH_AUTH_METHODS: Final = ("key", "password")
@@ -291,8 +292,8 @@ def config_from_dict(
 ) -> GatewayConfig:
     """Validate already-parsed TOML data; ``source`` is named in messages and is the
     base for relative paths. Raises :class:`ConfigError` listing every problem."""
-    problems = _Problems(source)
-    root = _Table(data, "", problems, source.absolute().parent)
+    problems = Problems(source)
+    root = Table(data, "", problems, source.absolute().parent)
 
     gw = root.table("gateway", required=True)
     data_dir = gw.path("data_dir", required=True)
@@ -346,7 +347,7 @@ def config_from_dict(
 
 
 def _check_accept_on(
-    root: _Table, issuers: Sequence[OidcIssuerConfig], connections: Sequence[ConnectionConfig]
+    root: Table, issuers: Sequence[OidcIssuerConfig], connections: Sequence[ConnectionConfig]
 ) -> None:
     names = {c.name for c in connections}
     for i, issuer in enumerate(issuers):
@@ -355,7 +356,7 @@ def _check_accept_on(
                 root.problem(f"oidc.issuers[{i}].accept_on", f"no connection is named {name!r}")
 
 
-def _client_tls(t: _Table) -> ClientTLSConfig:
+def _client_tls(t: Table) -> ClientTLSConfig:
     cert_file, key_file = t.path("cert_file"), t.path("key_file")
     if (cert_file is None) != (key_file is None):
         missing, given = (
@@ -367,7 +368,7 @@ def _client_tls(t: _Table) -> ClientTLSConfig:
     return ClientTLSConfig(cert_file, key_file, allow)
 
 
-def _approvals(t: _Table) -> ApprovalsConfig:
+def _approvals(t: Table) -> ApprovalsConfig:
     listen_text = t.optional_text("admin_listen", check=_check_loopback_listen)
     admin_listen = _parse_listen(listen_text)[0] if listen_text else None
     webhook_url = t.optional_text("webhook_url", check=_check_webhook_url)
@@ -392,7 +393,7 @@ def token_store_dir(config: GatewayConfig) -> Path:
     return config.identity.store_dir or approval_store_dir(config)
 
 
-def _tokens(tables: list[_Table]) -> tuple[TokenConfig, ...]:
+def _tokens(tables: list[Table]) -> tuple[TokenConfig, ...]:
     tokens: list[TokenConfig] = []
     first_index: dict[str, int] = {}
     for i, t in enumerate(tables):
@@ -411,7 +412,7 @@ def _tokens(tables: list[_Table]) -> tuple[TokenConfig, ...]:
 
 
 def _connections(
-    tables: list[_Table], protocols: Set[str], idle_timeout: float
+    tables: list[Table], protocols: Set[str], idle_timeout: float
 ) -> tuple[ConnectionConfig, ...]:
     conns: list[ConnectionConfig] = []
     names: dict[str, int] = {}
@@ -442,7 +443,7 @@ def _connections(
     return tuple(conns)
 
 
-def _target(t: _Table, connection: str, protocol: str) -> TargetConfig:
+def _target(t: Table, connection: str, protocol: str) -> TargetConfig:
     if protocol == "ssh":
         return _ssh_target(t, connection)
     host = t.text("host")
@@ -466,7 +467,7 @@ def _target(t: _Table, connection: str, protocol: str) -> TargetConfig:
     )
 
 
-def _ssh_target(t: _Table, connection: str) -> TargetConfig:
+def _ssh_target(t: Table, connection: str) -> TargetConfig:
     host = t.text("host")
     port = t.integer("port", 22, 1, 65535)
     user = t.text("user")
@@ -493,7 +494,7 @@ def _check_host_key(value: str) -> str | None:
     return None
 
 
-def _secret(t: _Table, connection: str) -> SecretRef:
+def _secret(t: Table, connection: str) -> SecretRef:
     key = t.key("secret")
     where = f"{t.problems.source}: {key} (connection {connection!r})"
     raw = t.raw("secret", required=True)
@@ -505,16 +506,16 @@ def _secret(t: _Table, connection: str) -> SecretRef:
             ' up and reviewed; use { env = "VARIABLE" } or { file = "/path/to/file" }',
         )
     elif isinstance(raw, dict):
-        sub = _Table(raw, key, t.problems, t.base, silent=t.silent)
+        sub = Table(raw, key, t.problems, t.base, silent=t.silent)
         env = sub.optional_text("env", check=_check_env_name)
         file = sub.path("file")
         sub.done()
         if (env is None) == (file is None) and not sub.failed:
             t.problem("secret", "must name exactly one of env and file")
         return SecretRef(env, file, where)
-    elif raw is not _ABSENT:
+    elif raw is not ABSENT:
         t.problem(
-            "secret", f'must be {{ env = "VARIABLE" }} or {{ file = "/path" }} (got {_shown(raw)})'
+            "secret", f'must be {{ env = "VARIABLE" }} or {{ file = "/path" }} (got {shown(raw)})'
         )
     return SecretRef(None, None, where)
 
@@ -522,7 +523,7 @@ def _secret(t: _Table, connection: str) -> SecretRef:
 def _check_name(value: str) -> str | None:
     if _NAME_RE.fullmatch(value):
         return None
-    return f"may contain only letters, digits, '_', '.' and '-' (got {_shown(value)})"
+    return f"may contain only letters, digits, '_', '.' and '-' (got {shown(value)})"
 
 
 def _check_sha256(value: str) -> str | None:
@@ -537,7 +538,7 @@ def _check_sha256(value: str) -> str | None:
 
 def _check_env_name(value: str) -> str | None:
     if "=" in value or "\0" in value:
-        return f"is not a valid environment variable name (got {_shown(value)})"
+        return f"is not a valid environment variable name (got {shown(value)})"
     return None
 
 
@@ -550,7 +551,7 @@ def _check_loopback_listen(value: str) -> str | None:
     # The admin API speaks plain HTTP and carries bearer tokens.
     return (
         "must be a loopback address such as 127.0.0.1:8433, because the admin API speaks"
-        f" plain HTTP and carries tokens (got {_shown(value)})"
+        f" plain HTTP and carries tokens (got {shown(value)})"
     )
 
 
@@ -568,7 +569,7 @@ def _check_webhook_url(value: str) -> str | None:
 
 def _parse_listen(text: str) -> tuple[tuple[str, int], str | None]:
     """``(host, port), None`` or a placeholder and the error message."""
-    bad = ("", 0), f"must be host:port such as 127.0.0.1:6432 or [::1]:6432 (got {_shown(text)})"
+    bad = ("", 0), f"must be host:port such as 127.0.0.1:6432 or [::1]:6432 (got {shown(text)})"
     if text.startswith("["):
         host, sep, port_text = text[1:].partition("]:")
         if not sep:
@@ -576,211 +577,13 @@ def _parse_listen(text: str) -> tuple[tuple[str, int], str | None]:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            return ("", 0), f"{_shown(host)} in brackets is not an IPv6 address"
+            return ("", 0), f"{shown(host)} in brackets is not an IPv6 address"
     else:
         host, sep, port_text = text.rpartition(":")
         if ":" in host:
-            return ("", 0), f"an IPv6 address needs brackets, as in [::1]:6432 (got {_shown(text)})"
+            return ("", 0), f"an IPv6 address needs brackets, as in [::1]:6432 (got {shown(text)})"
         if not sep or not host or any(ch.isspace() for ch in host):
             return bad
     if not re.fullmatch(r"[0-9]{1,5}", port_text) or int(port_text) > 65535:
-        return ("", 0), f"port must be a number from 0 to 65535 (got {_shown(port_text)})"
+        return ("", 0), f"port must be a number from 0 to 65535 (got {shown(port_text)})"
     return (host, int(port_text)), None
-
-
-def _shown(value: object) -> str:
-    """A value as it may appear in a message: short, with its TOML kind when not scalar."""
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | str):
-        text = repr(value)
-        return text if len(text) <= 60 else text[:56] + "...'"
-    return f"a {type(value).__name__}"
-
-
-class _Problems:
-    def __init__(self, source: Path) -> None:
-        self.source = source
-        self.lines: list[str] = []
-
-    def add(self, key: str, message: str) -> None:
-        self.lines.append(f"{self.source}: {key}: {message}")
-
-
-_ABSENT: Final = object()
-
-
-class _Table:
-    """One TOML table being read.
-
-    Each getter marks its key as known and, on a bad value, records a problem and
-    returns a placeholder so that reading goes on and every problem is collected.
-    :meth:`done` reports the keys nobody asked for as unknown. A table standing in for
-    one that is missing or of the wrong type is ``silent``: its problems are dropped,
-    as the missing table has already been reported.
-    """
-
-    def __init__(
-        self,
-        data: Mapping[str, Any],
-        prefix: str,
-        problems: _Problems,
-        base: Path,
-        *,
-        silent: bool = False,
-    ) -> None:
-        self.data, self.prefix, self.problems, self.base = data, prefix, problems, base
-        self.silent = silent
-        self.known: set[str] = set()
-        self.failed: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def problem(self, name: str, message: str) -> None:
-        self.failed.add(name)
-        if not self.silent:
-            self.problems.add(self.key(name), message)
-
-    def done(self) -> None:
-        for name in self.data:
-            if name not in self.known:
-                self.problem(name, "unknown key")
-
-    def present(self, name: str) -> bool:
-        """Whether the key is written (it then counts as known)."""
-        self.known.add(name)
-        return name in self.data
-
-    def raw(self, name: str, *, required: bool = False) -> Any:
-        self.known.add(name)
-        if name in self.data:
-            return self.data[name]
-        if required:
-            self.problem(name, "missing (required)")
-        return _ABSENT
-
-    def _typed(self, name: str, kind: type | tuple[type, ...], what: str, required: bool) -> Any:
-        value = self.raw(name, required=required)
-        if value is _ABSENT:
-            return _ABSENT
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            self.problem(name, f"must be {what} (got {_shown(value)})")
-            return _ABSENT
-        return value
-
-    def text(self, name: str, *, check: Callable[[str], str | None] | None = None) -> str:
-        """A required, non-empty string ("" when absent or bad)."""
-        value = self._typed(name, str, "a string", True)
-        return self._checked(name, value, check) or ""
-
-    def optional_text(
-        self, name: str, *, check: Callable[[str], str | None] | None = None
-    ) -> str | None:
-        return self._checked(name, self._typed(name, str, "a string", False), check)
-
-    def _checked(
-        self, name: str, value: Any, check: Callable[[str], str | None] | None
-    ) -> str | None:
-        if value is _ABSENT:
-            return None
-        if not value.strip():
-            self.problem(name, "must not be empty")
-            return None
-        error = check(value) if check else None
-        if error:
-            self.problem(name, error)
-            return None
-        return cast(str, value)
-
-    def choice(self, name: str, options: Sequence[str], default: str) -> str:
-        """One of ``options``; required when ``default`` is not among them."""
-        value = self._typed(name, str, "a string", False)
-        if value is _ABSENT:
-            if default not in options and name not in self.failed:
-                self.problem(name, f"missing (required; one of {', '.join(options)})")
-            return default
-        if value not in options:
-            self.problem(name, f"must be one of {', '.join(options)} (got {_shown(value)})")
-            return options[0]
-        return cast(str, value)
-
-    def number(self, name: str, default: float, *, allow_zero: bool = False) -> float:
-        value = self._typed(name, (int, float), "a number", False)
-        if value is _ABSENT:
-            return default
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            limit = "zero or more" if allow_zero else "more than zero"
-            self.problem(name, f"must be a finite number {limit} (got {_shown(value)})")
-            return default
-        return float(value)
-
-    def integer(self, name: str, default: int | None, low: int, high: int | None) -> int:
-        """An integer in [low, high]; ``default=None`` makes it required."""
-        value = self._typed(name, int, "an integer", default is None)
-        if value is _ABSENT:
-            return default if default is not None else low
-        if value < low or (high is not None and value > high):
-            bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
-            self.problem(name, f"must be an integer {bounds} (got {_shown(value)})")
-            return low
-        return cast(int, value)
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self._typed(name, bool, "true or false", False)
-        return default if value is _ABSENT else cast(bool, value)
-
-    def path(self, name: str, *, required: bool = False) -> Path | None:
-        """A path; relative ones are taken from the config file's directory."""
-        value = self._typed(name, str, "a string", required)
-        if value is _ABSENT:
-            return None
-        if not value:
-            self.problem(name, "must not be empty")
-            return None
-        return self.base / cast(str, value)
-
-    def text_list(self, name: str) -> tuple[str, ...]:
-        value = self._typed(name, list, "an array of strings", False)
-        if value is _ABSENT:
-            return ()
-        items: list[str] = []
-        for i, item in enumerate(value):
-            if not isinstance(item, str) or not item.strip():
-                self.problem(f"{name}[{i}]", f"must be a non-empty string (got {_shown(item)})")
-            elif item not in items:
-                items.append(item)
-        return tuple(items)
-
-    def text_map(self, name: str) -> Mapping[str, str]:
-        value = self._typed(name, dict, "a table of strings", False)
-        if value is _ABSENT:
-            return MappingProxyType({})
-        for key, item in value.items():
-            if not isinstance(item, str):
-                self.problem(f"{name}.{key}", f"must be a string (got {_shown(item)})")
-        return MappingProxyType({k: v for k, v in value.items() if isinstance(v, str)})
-
-    def table(self, name: str, *, required: bool = False) -> _Table:
-        value = self._typed(name, dict, "a table", required)
-        if value is _ABSENT:
-            silent = self.silent or name in self.failed
-            return _Table({}, self.key(name), self.problems, self.base, silent=silent)
-        return _Table(value, self.key(name), self.problems, self.base, silent=self.silent)
-
-    def tables(self, name: str) -> list[_Table]:
-        value = self._typed(name, list, f"an array of tables, written [[{name}]]", False)
-        if value is _ABSENT:
-            return []
-        tables: list[_Table] = []
-        for i, item in enumerate(value):
-            key = f"{self.key(name)}[{i}]"
-            if not isinstance(item, dict):
-                self.problem(f"{name}[{i}]", f"must be a table (got {_shown(item)})")
-                item = {}
-            tables.append(_Table(item, key, self.problems, self.base, silent=self.silent))
-        return tables

@@ -22,7 +22,7 @@ from hoopd.identity.scope import ScopeError, parse_scope
 from hoopd.identity.ssh_wire import SshWireError, public_key_blob
 
 if TYPE_CHECKING:
-    from hoopd.config import _Table
+    from hoopd.config_table import Table
 
 SIGNING_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256")
 """Asymmetric algorithms an OIDC issuer may be trusted for. HS* (shared secrets)
@@ -95,7 +95,7 @@ class OidcIssuerConfig:
     jwks_max_age_seconds: float = 3600.0
 
 
-def token_expiry(t: _Table, what: str = "static tokens are for bootstrapping and") -> float:
+def token_expiry(t: Table, what: str = "static tokens are for bootstrapping and") -> float:
     """``expires``: an offset date-time (Unix seconds); required. ``what`` starts
     the reason given when it is missing or malformed."""
     if not t.present("expires"):
@@ -111,14 +111,14 @@ def token_expiry(t: _Table, what: str = "static tokens are for bootstrapping and
     return 0.0
 
 
-def token_scope(t: _Table) -> tuple[str, ...] | None:
+def token_scope(t: Table) -> tuple[str, ...] | None:
     """``scope``: optional list of ``connection:action`` items (None: unrestricted)."""
     if not t.present("scope"):
         return None
     return checked_scope(t, "scope")
 
 
-def checked_scope(t: _Table, name: str) -> tuple[str, ...]:
+def checked_scope(t: Table, name: str) -> tuple[str, ...]:
     items = t.text_list(name)
     try:
         parse_scope(items)
@@ -127,7 +127,7 @@ def checked_scope(t: _Table, name: str) -> tuple[str, ...]:
     return items
 
 
-def identity_section(t: _Table) -> IdentityConfig:
+def identity_section(t: Table) -> IdentityConfig:
     issuer = t.optional_text("issuer") or "hoopd"
     default_ttl = t.integer("default_ttl_seconds", 900, 1, None)
     max_ttl = t.integer("max_ttl_seconds", 12 * 3600, 1, None)
@@ -141,7 +141,7 @@ def identity_section(t: _Table) -> IdentityConfig:
     return IdentityConfig(issuer, default_ttl, max_ttl, depth, store_dir, end_at_expiry, cert_ttl)
 
 
-def ssh_key_bindings(tables: list[_Table]) -> tuple[SshKeyConfig, ...]:
+def ssh_key_bindings(tables: list[Table]) -> tuple[SshKeyConfig, ...]:
     """``[[ssh_keys]]``; a key may be bound once only, across every entry."""
     bindings: list[SshKeyConfig] = []
     seen: dict[bytes, int] = {}
@@ -169,7 +169,7 @@ def ssh_key_bindings(tables: list[_Table]) -> tuple[SshKeyConfig, ...]:
     return tuple(bindings)
 
 
-def oidc_issuers(t: _Table) -> tuple[OidcIssuerConfig, ...]:
+def oidc_issuers(t: Table) -> tuple[OidcIssuerConfig, ...]:
     issuers = [_issuer(i) for i in t.tables("issuers")]
     t.done()
     names: set[str] = set()
@@ -184,7 +184,7 @@ def oidc_issuers(t: _Table) -> tuple[OidcIssuerConfig, ...]:
     return tuple(issuers)
 
 
-def _issuer(t: _Table) -> OidcIssuerConfig:
+def _issuer(t: Table) -> OidcIssuerConfig:
     name = t.text("name")
     url = t.text("issuer", check=_check_issuer_url)
     audience = t.text("audience")
@@ -224,7 +224,7 @@ def _issuer(t: _Table) -> OidcIssuerConfig:
     )
 
 
-def _group_scopes(t: _Table) -> Mapping[str, tuple[str, ...]]:
+def _group_scopes(t: Table) -> Mapping[str, tuple[str, ...]]:
     scopes = {group: checked_scope(t, group) for group in list(t.data)}
     t.done()
     return MappingProxyType(scopes)
