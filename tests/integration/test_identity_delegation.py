@@ -21,6 +21,7 @@ from jose import JWTError, jwt
 
 from hoopd.tokens.store import TokenStore
 from tests.support.gateway import (
+    ACCESS_TOKEN_TYPE,
     Gateway,
     Token,
     gateway_token_id,
@@ -50,8 +51,6 @@ rules:
     message: a token delegated twice may not touch customers
 """
 POLICY_MESSAGE = "a token delegated twice may not touch customers"
-EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
 @pytest.fixture(scope="module")
@@ -81,23 +80,6 @@ def sub_token(gw: Gateway, ci_token: str) -> str:
     return gw.exchanged(ci_token, "--actor", "sub-agent")
 
 
-def _exchange_form(gw: Gateway, subject_token: str, **params: str) -> tuple[int, Any]:
-    form = {
-        "grant_type": EXCHANGE_GRANT,
-        "subject_token": subject_token,
-        "subject_token_type": ACCESS_TOKEN_TYPE,
-        **params,
-    }
-    args: list[str] = ["-X", "POST"]
-    for name, value in form.items():
-        args += ["--data-urlencode", f"{name}={value}"]
-    return gw.curl(*args, "/v1/token")
-
-
-def _marks(pg: PgServer, marker: str) -> int:
-    return int(pg.scalar(f"select count(*) from audit_marks where marker = '{marker}'"))
-
-
 def _token_events(gw: Gateway) -> list[Any]:
     with TokenStore.open(gw.data_dir) as store:
         return store.events()
@@ -112,7 +94,7 @@ def test_the_cli_exchange_gives_a_read_only_delegate(gw: Gateway, ci_token: str)
 
 
 def test_the_http_exchange_gives_a_read_only_delegate(gw: Gateway) -> None:
-    status, body = _exchange_form(gw, ROOT.value, scope="appdb:read", actor="ci-job")
+    status, body = gw.exchange_over_http(ROOT.value, scope="appdb:read", actor="ci-job")
     assert status == 200, body
     assert body["token_type"] == "Bearer"
     assert body["issued_token_type"] == ACCESS_TOKEN_TYPE
@@ -145,14 +127,14 @@ def test_the_delegate_reads_and_is_refused_writes_before_the_target(
     assert done.stdout.splitlines() == ["50", f"after {marker}"], done.stderr
     assert "ERROR:  42501: hoopd: the token's scope allows read on appdb;" in done.stderr
     assert "this statement needs write" in done.stderr
-    assert _marks(pg, marker) == 0
+    assert pg.audit_marks(marker) == 0
     logged = pg.statements_logged(since=mark)
     assert any(f"after {marker}" in s for s in logged)
     assert not any("insert into audit_marks" in s and marker in s for s in logged)
     # The root token, which may write, does write.
     root = gw.psql("-c", f"insert into audit_marks (marker) values ('{marker}')", token=ROOT)
     assert root.returncode == 0, root.stderr
-    assert _marks(pg, marker) == 1
+    assert pg.audit_marks(marker) == 1
 
 
 def test_the_delegate_delegates_once_more(gw: Gateway, sub_token: str) -> None:
@@ -172,7 +154,7 @@ def test_widening_is_refused_and_audited(gw: Gateway, ci_token: str) -> None:
     assert cli.returncode == 1
     assert cli.stdout == ""
     assert "token exchange refused: invalid_scope" in cli.stderr
-    status, body = _exchange_form(gw, ci_token, scope="appdb:write")
+    status, body = gw.exchange_over_http(ci_token, scope="appdb:write")
     assert status == 400
     assert body["error"] == "invalid_scope"
     assert "access_token" not in body
@@ -192,7 +174,7 @@ def test_a_chain_deeper_than_the_maximum_is_refused(gw: Gateway, sub_token: str)
     assert done.returncode == 1
     assert "delegation chain too deep" in done.stderr
     assert f"at most {MAX_DEPTH}" in done.stderr
-    status, body = _exchange_form(gw, sub_token, actor="third-hop")
+    status, body = gw.exchange_over_http(sub_token, actor="third-hop")
     assert status == 400 and body["error"] == "invalid_request", body
     # Without a new actor the depth stays 2: a narrower copy is still allowed.
     same_depth = gw.exchanged(sub_token, "--ttl", "60")
@@ -299,7 +281,7 @@ def test_the_exchange_takes_moments(gw: Gateway) -> None:
     gw.exchanged(ROOT, "--scope", "appdb:read", "--actor", "timing")
     cli = time.monotonic() - started
     started = time.monotonic()
-    status, _ = _exchange_form(gw, ROOT.value, scope="appdb:read", actor="timing")
+    status, _ = gw.exchange_over_http(ROOT.value, scope="appdb:read", actor="timing")
     http = time.monotonic() - started
     assert status == 200
     print(f"exchange: hoopd token exchange {cli:.3f}s, curl /v1/token {http:.3f}s")
@@ -317,7 +299,7 @@ def test_tokens_survive_a_key_rotation(gw: Gateway, ci_token: str) -> None:
     for token in (ci_token, fresh):
         done = gw.psql("-At", "-c", "select 'still valid'", token=token)
         assert done.stdout.strip() == "still valid", done.stderr
-    status, body = _exchange_form(gw, ROOT.value, scope="appdb:read")
+    status, body = gw.exchange_over_http(ROOT.value, scope="appdb:read")
     assert status == 200 and jwt.get_unverified_header(body["access_token"])["kid"] == new_kid
     status, jwks = gw.curl("/.well-known/jwks.json")
     assert status == 200

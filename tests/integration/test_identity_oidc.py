@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -43,8 +42,6 @@ from tests.support.ports import free_port
 ISSUER_NAME = "test-idp"
 ISSUER_SCOPE = ("appdb:read",)
 GROUP_SCOPES = {"robots": ("appdb:write", "reports:read")}
-EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
 @pytest.fixture(scope="module")
@@ -85,23 +82,6 @@ def machine_token(provider: OidcProvider) -> str:
     return token
 
 
-def _exchange(gw: Gateway, subject_token: str, **params: str) -> tuple[int, Any]:
-    form = {
-        "grant_type": EXCHANGE_GRANT,
-        "subject_token": subject_token,
-        "subject_token_type": ACCESS_TOKEN_TYPE,
-        **params,
-    }
-    args: list[str] = ["-X", "POST"]
-    for name, value in form.items():
-        args += ["--data-urlencode", f"{name}={value}"]
-    return gw.curl(*args, "/v1/token")
-
-
-def _marks(pg: PgServer, marker: str) -> int:
-    return int(pg.scalar(f"select count(*) from audit_marks where marker = '{marker}'"))
-
-
 def test_the_access_token_is_a_password_on_the_accepted_connection(
     gw: Gateway, pg: PgServer, machine_token: str
 ) -> None:
@@ -116,7 +96,7 @@ def test_the_access_token_is_a_password_on_the_accepted_connection(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "oidc ok"
-    assert _marks(pg, marker) == 1  # robots may write: group_scopes applied
+    assert pg.audit_marks(marker) == 1  # robots may write: group_scopes applied
     session = wait_for_new_session(gw, before)
     identity = session["identity"]
     assert identity["issuer"] == ISSUER_NAME
@@ -151,7 +131,7 @@ def test_a_token_for_another_audience_cannot_log_in(gw: Gateway, provider: OidcP
     assert done.returncode != 0
     assert "password authentication failed" in done.stderr
     # Nor can it be exchanged for a gateway token.
-    status, body = _exchange(gw, other, scope="appdb:read")
+    status, body = gw.exchange_over_http(other, scope="appdb:read")
     assert status == 400 and body["error"] == "invalid_request", body
 
 
@@ -159,7 +139,7 @@ def test_the_exchange_stays_within_the_issuers_scope(
     gw: Gateway, pg: PgServer, machine_token: str
 ) -> None:
     started = time.monotonic()
-    status, body = _exchange(gw, machine_token, scope="reports:read", actor="etl")
+    status, body = gw.exchange_over_http(machine_token, scope="reports:read", actor="etl")
     print(f"OIDC token exchange through /v1/token: {time.monotonic() - started:.3f}s")
     assert status == 200, body
     assert body["scope"] == "reports:read"
@@ -184,7 +164,7 @@ def test_the_exchange_stays_within_the_issuers_scope(
 
     # Wider than the issuer gives: refused, and nothing is minted.
     for wider in ("reports:write", "appdb:admin", "*:read"):
-        status, body = _exchange(gw, machine_token, scope=wider)
+        status, body = gw.exchange_over_http(machine_token, scope=wider)
         assert status == 400, (wider, body)
         assert body["error"] == "invalid_scope", (wider, body)
         assert "access_token" not in body
@@ -207,7 +187,7 @@ def test_the_cli_exchanges_an_access_token_through_the_admin_api(
 def test_revoking_an_access_token_revokes_what_was_exchanged_from_it(
     gw: Gateway, machine_token: str
 ) -> None:
-    status, body = _exchange(gw, machine_token, scope="appdb:read", actor="short-lived")
+    status, body = gw.exchange_over_http(machine_token, scope="appdb:read", actor="short-lived")
     assert status == 200, body
     child = body["access_token"]
     assert gw.login_error(child) is None and gw.login_error(machine_token) is None
@@ -218,5 +198,5 @@ def test_revoking_an_access_token_revokes_what_was_exchanged_from_it(
     for token in (machine_token, child):
         error = gw.login_error(token)
         assert error is not None and error["code"] == "28P01", error
-    status, body = _exchange(gw, machine_token, scope="appdb:read")
+    status, body = gw.exchange_over_http(machine_token, scope="appdb:read")
     assert status == 400 and body["error"] == "invalid_request", body

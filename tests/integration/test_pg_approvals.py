@@ -94,10 +94,6 @@ def _insert_mark(pg: PgServer, marker: str) -> None:
     pg.superuser_sql(f"insert into audit_marks (marker) values ('{marker}')")
 
 
-def _marks(pg: PgServer, marker: str) -> int:
-    return int(pg.scalar(f"select count(*) from audit_marks where marker = '{marker}'"))
-
-
 def test_approved_with_the_cli_the_statement_runs(gw: Gateway, pg: PgServer) -> None:
     marker = unique_marker("appr")
     _insert_mark(pg, marker)
@@ -106,10 +102,10 @@ def test_approved_with_the_cli_the_statement_runs(gw: Gateway, pg: PgServer) -> 
     try:
         request = _wait_for_request(gw, marker)
         assert request["requester"] == "alice" and request["rule"] == "deletes-need-a-dba"
-        assert _marks(pg, marker) == 1  # still waiting: nothing ran yet
+        assert pg.audit_marks(marker) == 1  # still waiting: nothing ran yet
         # Nobody approves their own statement.
         own = _as(gw, ALICE, "approve", request["id"], "--reason", "mine")
-        assert own.returncode == 1 and _marks(pg, marker) == 1
+        assert own.returncode == 1 and pg.audit_marks(marker) == 1
         done = _as(gw, BOB, "approve", request["id"], "--reason", "ticket 42")
         assert done.returncode == 0, done.stderr
         out, err = psql.communicate(timeout=WAIT_SECONDS)
@@ -118,7 +114,7 @@ def test_approved_with_the_cli_the_statement_runs(gw: Gateway, pg: PgServer) -> 
     assert psql.returncode == 0, err
     assert f"needs approval (request {request['id']}" in err  # the NOTICE psql printed
     assert "DELETE 1" in out
-    assert _marks(pg, marker) == 0
+    assert pg.audit_marks(marker) == 0
     records = gw.replay(session_id_of(wait_for_new_session(gw, before)))
     statement = next(r for r in records if r["kind"] == "statement")
     approval = statement["body"]["approval"]
@@ -147,7 +143,7 @@ def test_denied_through_the_http_api_the_statement_never_runs(gw: Gateway, pg: P
         psql.kill()
     assert psql.returncode != 0
     assert "not today" in err
-    assert _marks(pg, marker) == 1
+    assert pg.audit_marks(marker) == 1
 
 
 def test_client_going_away_cancels_the_request(gw: Gateway, pg: PgServer) -> None:
@@ -163,7 +159,7 @@ def test_client_going_away_cancels_the_request(gw: Gateway, pg: PgServer) -> Non
         time.sleep(0.2)
     late = _as(gw, BOB, "approve", request["id"], "--reason", "too late")
     assert late.returncode == 1
-    assert _marks(pg, marker) == 1
+    assert pg.audit_marks(marker) == 1
 
 
 def test_statements_not_needing_approval_do_not_wait(gw: Gateway) -> None:
@@ -210,7 +206,7 @@ def test_two_gateways_sharing_a_store_see_the_same_requests(
             psql.kill()
     assert psql.returncode == 0, err
     assert "DELETE 1" in out
-    assert _marks(pg, marker) == 0
+    assert pg.audit_marks(marker) == 0
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):

@@ -76,10 +76,6 @@ def gw(
         yield gateway
 
 
-def _marks(pg: PgServer, marker: str) -> int:
-    return int(pg.scalar(f"select count(*) from audit_marks where marker = '{marker}'"))
-
-
 def test_denied_statement_never_reaches_the_target_and_the_session_goes_on(
     gw: Gateway, pg: PgServer
 ) -> None:
@@ -102,7 +98,7 @@ def test_a_refused_multi_statement_string_runs_none_of_it(gw: Gateway, pg: PgSer
     )
     assert done.returncode != 0
     assert "DELETE needs a WHERE clause" in done.stderr
-    assert _marks(pg, marker) == 0
+    assert pg.audit_marks(marker) == 0
 
 
 def test_look_alikes_pass(gw: Gateway, pg: PgServer) -> None:
@@ -119,7 +115,7 @@ def test_look_alikes_pass(gw: Gateway, pg: PgServer) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "drop table app_victim"
-    assert _marks(pg, marker) == 1
+    assert pg.audit_marks(marker) == 1
 
 
 def test_extended_protocol_refusal_keeps_the_connection_usable(gw: Gateway, pg: PgServer) -> None:
@@ -138,7 +134,7 @@ def test_extended_protocol_refusal_keeps_the_connection_usable(gw: Gateway, pg: 
             conn.execute("insert into audit_marks (marker, note) values (%s, 'p1')", (marker,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.pipeline():
             conn.execute("drop table app_victim")
-        assert _marks(pg, marker) == 2
+        assert pg.audit_marks(marker) == 2
     logged = pg.statements_logged(since=mark)
     assert not any(s.lower().startswith("delete from audit_marks") for s in logged)
     assert not any("drop table" in s.lower() for s in logged)

@@ -33,10 +33,6 @@ def gw(pg: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatew
         yield gateway
 
 
-def _marks(pg: PgServer, marker: str) -> int:
-    return int(pg.scalar(f"select count(*) from audit_marks where marker = '{marker}'"))
-
-
 def test_a_read_scope_runs_reads_and_refuses_writes_before_the_target(
     gw: Gateway, pg: PgServer
 ) -> None:
@@ -55,7 +51,7 @@ def test_a_read_scope_runs_reads_and_refuses_writes_before_the_target(
     assert "this statement needs write" in done.stderr
     assert "this statement needs admin" in done.stderr  # the side-effect function
     assert done.stdout.strip() == f"still here {marker}"
-    assert _marks(pg, marker) == 0
+    assert pg.audit_marks(marker) == 0
     logged = pg.statements_logged(since=mark)
     assert any(f"still here {marker}" in s for s in logged)
     assert not any("insert into audit_marks" in s and marker in s for s in logged)
@@ -71,7 +67,7 @@ def test_a_write_scope_glob_covers_the_connection(gw: Gateway, pg: PgServer) -> 
         input=f"insert into audit_marks (marker) values ('{marker}');\n",
     )
     assert done.returncode == 0, done.stderr
-    assert _marks(pg, marker) == 1
+    assert pg.audit_marks(marker) == 1
     refused = gw.psql("-c", "create table scope_probe (id int)", token=WRITER)
     assert "this statement needs admin" in refused.stderr
     assert pg.scalar("select to_regclass('scope_probe') is null") == "t"

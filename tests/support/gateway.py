@@ -38,6 +38,9 @@ STOP_DEADLINE_SECONDS = 20.0
 CLIENT_TIMEOUT_SECONDS = 120.0
 CLIENT_USER = "anything"
 
+EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
 
 @dataclass(frozen=True)
 class Token:
@@ -561,6 +564,19 @@ class Gateway:
         assert done.returncode == 0, f"curl {args!r} failed: {done.stderr}"
         body, _, status = done.stdout.rpartition("\n")
         return int(status), json.loads(body) if body.strip() else None
+
+    def exchange_over_http(self, subject_token: str, **params: str) -> tuple[int, Any]:
+        """``POST /v1/token`` (RFC 8693) with curl: status and JSON body."""
+        form = {
+            "grant_type": EXCHANGE_GRANT,
+            "subject_token": subject_token,
+            "subject_token_type": ACCESS_TOKEN_TYPE,
+            **params,
+        }
+        args: list[str] = ["-X", "POST"]
+        for name, value in form.items():
+            args += ["--data-urlencode", f"{name}={value}"]
+        return self.curl(*args, "/v1/token")
 
     def login_error(self, token: Token | str, route: str = "appdb") -> dict[str, str] | None:
         """The error fields the gateway answers a login with ``token`` (None: logged in),

@@ -401,6 +401,11 @@ class PgServer(WatchedLog):
     def scalar(self, sql: str, *, dbname: str = APP_DATABASE) -> str:
         return self.superuser_sql(sql, dbname=dbname).strip()
 
+    def audit_marks(self, marker: str) -> int:
+        """How many rows of the sample table ``audit_marks`` hold ``marker``: what a
+        statement that was let through wrote on the target."""
+        return int(self.scalar(f"select count(*) from audit_marks where marker = '{marker}'"))
+
     def table_digest(self, table: str, *, dbname: str = APP_DATABASE) -> tuple[int, str]:
         """Row count and an order-independent md5 of a table's full contents."""
         out = self.scalar(
