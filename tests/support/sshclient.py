@@ -401,13 +401,17 @@ class SshClient:
     ) -> TmuxSession:
         """An ``ssh -tt`` session running in tmux (a real pty of ``width`` x ``height``).
 
-        The caller closes it (it is a context manager).
+        ssh runs under sh, which prints ``[exited N]`` when it ends, for
+        :meth:`TmuxSession.wait_exit`: tmux can report a pane dead before it knows
+        its status, and then never does. The caller closes the session (it is a
+        context manager).
         """
         argv = ["ssh", *self.ssh_options(), "-p", str(self.port), "-tt", *options]
         argv.append(self.destination)
         if command is not None:
             argv.append(command)
-        return TmuxSession.start(argv, env=self.env(), width=width, height=height)
+        wrapped = ["sh", "-c", f'"$@"; echo "{EXITED} $?]"; exec sleep 600', "sh", *argv]
+        return TmuxSession.start(wrapped, env=self.env(), width=width, height=height)
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -416,6 +420,10 @@ def _accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+EXITED = "[exited"
+"""How the exit-status line of :meth:`SshClient.interactive` starts."""
 
 
 class TmuxSession:
@@ -529,7 +537,12 @@ class TmuxSession:
         return self.tmux("display-message", "-p", "-t", self.name, "#{pane_dead}").strip() == "1"
 
     def exit_status(self) -> int | None:
-        """The command's exit status once it has exited, else None."""
+        """The command's exit status once it has exited, else None: from its
+        ``[exited N]`` line when it prints one (:meth:`SshClient.interactive`),
+        else from tmux."""
+        found = re.search(rf"^{re.escape(EXITED)} (\d+)\]$", self.capture(), re.MULTILINE)
+        if found:
+            return int(found.group(1))
         if not self.pane_dead():
             return None
         # tmux can report the pane dead a moment before it knows the status.
