@@ -128,6 +128,13 @@ def say(process: ChannelProcess, text: str) -> None:
         process.stderr.write(_line(process, text))
 
 
+def tell(process: ChannelProcess, text: str) -> None:
+    """Queue the pipeline's message (already ``hoopd: ...``) and a newline on the
+    channel's stderr (best effort)."""
+    with suppress(OSError, asyncssh.Error):
+        process.stderr.write(_eol(process, text))
+
+
 async def _refuse(link: Link, number: int, process: ChannelProcess, message: str) -> None:
     line = _line(process, message)
     await link.record(

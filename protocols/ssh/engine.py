@@ -200,7 +200,12 @@ class SshEngine:
             granted_level=accepted.granted_level,
         )
         link = pending.link = Link(
-            gateway, session, upstream, masker=_output_masker(gateway, session), activity=activity
+            gateway,
+            session,
+            upstream,
+            masker=_output_masker(gateway, session),
+            activity=activity,
+            announce=pending.announce,
         )
         pending.settled.set()
         end: End | None = None

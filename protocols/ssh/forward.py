@@ -10,9 +10,10 @@ opens the TCP connection (``direct-tcpip`` on the upstream connection); only the
 is the client's channel confirmed. Bytes are recorded like a session channel's
 (``stdin`` towards the destination, ``stdout`` back), each chunk before it is
 forwarded, with the same flow control; a ``channel_close`` record counts the
-bytes each way when the forward ends. A forward that needs approval waits
-silently (a forward channel has no stderr) until it is decided or the client
-leaves.
+bytes each way when the forward ends. A forward that needs approval waits until
+it is decided or the client leaves; a forward channel has no stderr, so the
+approval line goes to the stderr of the connection's open session channels
+(``Link.announce``; with ``ssh -N`` there are none, and only the log has it).
 
 :func:`carry` is the byte path every forwarded channel shares (local and remote
 forwards, agent connections): both directions pumped with flow control, each
@@ -75,7 +76,7 @@ async def open_forward(
     body = {"channel": number, "type": "forward", "command": command.text}
     try:
         await link.record([("channel_open", {**body, "destination": destination})])
-        _, refusal = await link.admit(command, _silent, to_trio(conn.wait_closed))
+        _, refusal = await link.admit(command, link.announcer(command), to_trio(conn.wait_closed))
         if refusal is not None:
             await _closed(link, number, 0, 0, refused=True)
             raise asyncssh.ChannelOpenError(
@@ -127,11 +128,6 @@ async def carry(
     finally:
         target[1].close()
         client[1].close()
-
-
-async def _silent(text: str) -> None:
-    """(trio) A forward channel has no stderr to say it on: the log does."""
-    log.info("a forward waits: %s", text)
 
 
 async def _pump(link: Link, number: int, kind: str | None, source: Source, sink: Sink) -> int:

@@ -4,6 +4,7 @@ arrive before the target is dialled (they wait for it)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import asyncssh
@@ -11,12 +12,14 @@ import trio
 
 from .auth import GatewayServer
 from .bridge import to_asyncio
-from .channel import serve_channel
+from .channel import serve_channel, tell
 from .forward import open_forward
 from .link import Link
 from .process import ChannelProcess
 from .remote_forward import open_remote_forward
 from .x11 import xauthority_path
+
+log = logging.getLogger("hoopd.ssh")
 
 CLIENT_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 """Offered to clients: AES-GCM only (OpenSSH has had it since 6.2)."""
@@ -41,6 +44,14 @@ class Pending:
                 await serve_channel(self.link, process)
         finally:
             self.open.discard(process)
+
+    async def announce(self, text: str) -> None:
+        """(trio) The pipeline's message about a command with no channel of its own
+        to say it on (a forward waiting for approval), on the stderr of every session
+        channel open now, where ``ssh`` shows it; and in the log."""
+        log.info("%s", text)
+        for process in list(self.open):
+            tell(process, text)
 
     async def forward(
         self, conn: asyncssh.SSHServerConnection, host: str, port: int

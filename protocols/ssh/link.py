@@ -17,6 +17,7 @@ break the chain; only the wait for durability (power-loss mode) overlaps.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -34,7 +35,13 @@ from hoopd.recording.journal import RecorderError
 
 from .bridge import to_asyncio
 
+log = logging.getLogger("hoopd.ssh")
+
 Records = Sequence[tuple[str, Mapping[str, Any]]]
+
+
+async def _log_only(text: str) -> None:
+    log.info("%s", text)
 
 
 class RecordingFailed(Exception):
@@ -59,6 +66,9 @@ class Link:
     masker: Masker | None = None
     #: Called for every chunk carried either way (the idle timeout's clock).
     activity: Callable[[], None] = lambda: None
+    #: (trio) Says the pipeline's message about a command that has no channel of
+    #: its own to say it on (a forward waiting for approval): by default, the log.
+    announce: Callable[[str], Awaitable[None]] = field(default=_log_only)
     _admitting: trio.Lock = field(default_factory=trio.Lock)
     _channels: int = 0
 
@@ -80,6 +90,16 @@ class Link:
         for target in list(self.targets):
             with suppress(OSError, asyncssh.Error):
                 target.channel.send_signal("TERM")
+
+    def announcer(self, command: HostCommand) -> Callable[[str], Awaitable[None]]:
+        """:attr:`announce`, naming ``command``: for the pipeline's messages about a
+        command said on other channels (``hoopd: forward to HOST:PORT: ...``)."""
+
+        async def announce(text: str) -> None:
+            rest = text.removeprefix("hoopd: ")
+            await self.announce(f"hoopd: {command.text}: {rest}")
+
+        return announce
 
     # -- called from asyncio (the channel handlers) --------------------------------
 

@@ -45,7 +45,7 @@ async def open_remote_forward(
     listen = destination_of(host, port)
     command = HostCommand("remote-forward", f"listen on {listen} on the target", destination=listen)
     try:
-        _, refusal = await link.admit(command, _silent, to_trio(conn.wait_closed))
+        _, refusal = await link.admit(command, link.announcer(command), to_trio(conn.wait_closed))
         if refusal is not None:
             return False
         forwards = _Connections(link, conn, host)
@@ -144,11 +144,6 @@ class _TargetListener(asyncssh.SSHListener):
         # be closed first.
         with suppress(RecordingFailed):
             await self._link.record([("remote_forward_end", {"listen": self._listen})])
-
-
-async def _silent(text: str) -> None:
-    """(trio) A global request has nowhere to say it waits: the log does."""
-    log.info("a remote forward waits: %s", text)
 
 
 def _id(link: Link) -> str:

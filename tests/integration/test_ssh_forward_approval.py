@@ -8,6 +8,7 @@ a real sshd, and ``hoopd approvals``/``approve``/``deny`` as an approver runs th
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -56,17 +57,28 @@ rules:
 
 
 @pytest.fixture(scope="module")
-def gateway(sshd: SshServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshGateway]:
-    workdir = tmp_path_factory.mktemp("gw")
-    with running_ssh_gateway(sshd, workdir, POLICY, [ALICE, CAROL]) as gw:
-        yield gw
-
-
-@pytest.fixture(scope="module")
 def echo() -> Iterator[EchoServer]:
     server = EchoServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    sshd: SshServer, echo: EchoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SshGateway]:
+    workdir = tmp_path_factory.mktemp("gw")
+    policy = (
+        POLICY
+        + f"""  - name: forwards-to-the-echo-need-ops
+    match: {{kinds: [forward], destination: ["127.0.0.1:{echo.port}"]}}
+    action: approve
+    approvers: [ops]
+    deadline: 60s
+"""
+    )
+    with running_ssh_gateway(sshd, workdir, policy, [ALICE, CAROL]) as gw:
+        yield gw
 
 
 def _as_carol(gw: SshGateway, *args: str) -> Any:
@@ -148,3 +160,45 @@ def test_an_agent_forward_waits_for_approval_then_the_target_has_the_agent(
             proc.wait()
     assert status == 0, err
     assert comment in out  # the target's ssh-add reached the client's agent
+
+
+def test_a_local_forward_waiting_for_approval_says_so_on_the_open_session(
+    gateway: SshGateway, echo: EchoServer, tmp_path: Path
+) -> None:
+    client = gateway.client(tmp_path / "c", token=ALICE)
+    port = free_port()
+    argv = [
+        "ssh", *client.ssh_options(), "-p", str(client.port),
+        "-L", f"127.0.0.1:{port}:127.0.0.1:{echo.port}", client.destination, "sleep 60",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=client.env(),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:  # ssh listens locally once its session is up
+            try:
+                local = socket.create_connection(("127.0.0.1", port), timeout=WAIT_SECONDS)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "ssh -L never listened"
+                time.sleep(0.1)
+        with local:
+            assert proc.stderr is not None
+            line = _read_line_with(proc.stderr, "needs approval")
+            assert f"hoopd: forward to 127.0.0.1:{echo.port}: " in line, line
+            found = re.search(r"request (\S+?),", line)
+            assert found is not None, line
+            connections = echo.connections
+            _as_carol(gateway, "approve", found.group(1), "--reason", "one look at the service")
+            local.sendall(b"through the approved forward\n")
+            assert local.recv(100) == b"through the approved forward\n"
+            assert echo.connections == connections + 1
+    finally:
+        proc.kill()
+        proc.wait()
