@@ -27,7 +27,7 @@ from hoopd.events import HostCommand
 
 from .agent import AgentForward, forward_agent
 from .bridge import to_trio
-from .commands import host_command
+from .commands import host_command, passed_env
 from .link import Link, RecordingFailed
 from .process import ChannelProcess
 from .relay import relay
@@ -67,6 +67,7 @@ async def serve_channel(link: Link, process: ChannelProcess) -> None:
             target = await upstream.create_process(
                 command=process.command,
                 subsystem=process.subsystem,
+                env=passed_env(process.env),
                 term_type=process.term_type,
                 term_size=process.term_size,
                 term_modes=process.term_modes,
@@ -109,6 +110,8 @@ async def _closed_by_engine(process: ChannelProcess) -> None:
 
 def _open_record(number: int, command: HostCommand, process: ChannelProcess) -> dict[str, Any]:
     body: dict[str, Any] = {"channel": number, "type": command.kind, "command": command.text}
+    if env := passed_env(process.env):
+        body["env"] = env
     if process.term_type is not None:
         cols, rows, _, _ = process.term_size
         body["pty"] = {"term": process.term_type, "cols": cols, "rows": rows}

@@ -4,7 +4,9 @@ engine would)."""
 
 from __future__ import annotations
 
+import re
 import shlex
+from collections.abc import Mapping
 
 from hoopd.events import HostCommand
 
@@ -21,3 +23,15 @@ def host_command(command: str | None, subsystem: str | None) -> HostCommand:
     except ValueError:
         argv = ()
     return HostCommand("exec", command, argv)
+
+
+PASSED_ENV = re.compile(r"LANG|LANGUAGE|LC_[A-Z_]+")
+"""Environment variables a client may set for its target session (``SendEnv``): the
+locale, as OpenSSH's stock configuration accepts (``AcceptEnv LANG LC_*``). Nothing
+else passes, so a client cannot reach the target's environment (``LD_PRELOAD``,
+``PATH``, ...) through the gateway; the target's own ``AcceptEnv`` still decides."""
+
+
+def passed_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of a client's environment that goes on to its target session."""
+    return {name: value for name, value in env.items() if PASSED_ENV.fullmatch(name)}

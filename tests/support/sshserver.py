@@ -327,6 +327,9 @@ class SshServer(WatchedLog):
             "X11Forwarding yes",
             "X11UseLocalhost yes",
             "PermitUserEnvironment no",
+            # The locale, as stock sshd; HOOPD_TEST_* lets tests show the gateway
+            # itself keeps other variables back.
+            "AcceptEnv LANG LC_* HOOPD_TEST_*",
             f"LogLevel {self.log_level}",
         ]
         if _sshd_version() >= (9, 8):
