@@ -1,5 +1,6 @@
-"""Shared fixtures: one real PostgreSQL server for the whole run, and a real sshd for
-each SSH test module that asks for ``sshd``."""
+"""Shared fixtures: one real PostgreSQL server for the whole run; a real sshd and a
+real OpenID Connect provider for each test module that asks for ``sshd`` or
+``provider``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
+from tests.support.oidc import OidcProvider, running_provider  # noqa: E402
 from tests.support.pgserver import (  # noqa: E402
     PG_BIN,
     PgServer,
@@ -68,3 +70,10 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
         pytest.fail("openssh-server and openssh-client are required (packaging/system-deps.sh)")
     with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """A running OpenID Connect provider (tests/support/oidc_provider) for one test module."""
+    with running_provider(tmp_path_factory.mktemp("oidc")) as running:
+        yield running

@@ -31,18 +31,11 @@ from tests.support.gateway import (
 from tests.support.oidc import (
     AUDIENCE,
     OidcProvider,
-    running_provider,
 )
 from tests.support.pgserver import PgServer
 from tests.support.ports import free_port
 
 ISSUER_NAME = "ci-idp"
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    with running_provider(tmp_path_factory.mktemp("oidc-ci")) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

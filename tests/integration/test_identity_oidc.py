@@ -34,7 +34,6 @@ from tests.support.oidc import (
     MACHINE_GROUPS,
     OTHER_AUDIENCE,
     OidcProvider,
-    running_provider,
 )
 from tests.support.pgserver import PgServer
 from tests.support.ports import free_port
@@ -42,12 +41,6 @@ from tests.support.ports import free_port
 ISSUER_NAME = "test-idp"
 ISSUER_SCOPE = ("appdb:read",)
 GROUP_SCOPES = {"robots": ("appdb:write", "reports:read")}
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    with running_provider(tmp_path_factory.mktemp("oidc-provider")) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import yaml
 
 from hoopd.identity import login_files
 from tests.support.gateway import REPO_ROOT, Gateway, running_gateway
-from tests.support.oidc import AUDIENCE, DEVICE_CLIENT_ID, OidcProvider, running_provider
+from tests.support.oidc import AUDIENCE, DEVICE_CLIENT_ID, OidcProvider
 from tests.support.pgserver import Completed, PgServer, clean_client_env
 from tests.support.ports import dead_port, free_port
 
@@ -50,12 +50,6 @@ def oidc_issuer(issuer: str) -> dict[str, Any]:
         "scope": ["appdb:read"],
         "group_scopes": {"dba": ["appdb:write"]},
     }
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    with running_provider(tmp_path_factory.mktemp("login-idp")) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -37,12 +36,6 @@ from tests.support.oidc import (
     OidcProvider,
     running_provider,
 )
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    with running_provider(tmp_path_factory.mktemp("oidc")) as running:
-        yield running
 
 
 def unverified(token: str, part: int) -> dict[str, Any]:
