@@ -602,13 +602,8 @@ def remote_sleeper(
 
 def _start_ssh(client: SshClient, command: str) -> subprocess.Popen[bytes]:
     """``ssh`` running in the background (its stdout and stderr piped)."""
-    return subprocess.Popen(
-        ["ssh", *client.ssh_options(), "-p", str(client.port), client.destination, command],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=client.env(),
-        start_new_session=True,
+    return client.background(
+        ["ssh", *client.ssh_options(), "-p", str(client.port), client.destination, command]
     )
 
 

@@ -139,14 +139,7 @@ def test_an_agent_forward_waits_for_approval_then_the_target_has_the_agent(
         for option in client.ssh_options()
     ]
     argv = ["ssh", *options, "-p", str(client.port), "-A", client.destination, "ssh-add -l"]
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=client.env(),
-        start_new_session=True,
-    )
+    proc = client.background(argv)
     try:
         assert proc.stderr is not None
         line = _read_line_with(proc.stderr, "needs approval")
@@ -171,14 +164,7 @@ def test_a_local_forward_waiting_for_approval_says_so_on_the_open_session(
         "ssh", *client.ssh_options(), "-p", str(client.port),
         "-L", f"127.0.0.1:{port}:127.0.0.1:{echo.port}", client.destination, "sleep 60",
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=client.env(),
-        start_new_session=True,
-    )
+    proc = client.background(argv, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + WAIT_SECONDS
         while True:  # ssh listens locally once its session is up

@@ -13,7 +13,6 @@ import re
 import secrets
 import socket
 import struct
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,14 +225,7 @@ def test_an_operation_waits_for_approval_then_runs(
     batch = tmp_path / "batch"
     batch.write_text(f"mkdir {scratch}/needs-approval\n")
     argv = ["sftp", *client.ssh_options(), "-P", str(client.port), "-b", str(batch)]
-    proc = subprocess.Popen(
-        [*argv, client.destination],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=client.env(),
-        start_new_session=True,
-    )
+    proc = client.background([*argv, client.destination])
     try:
         assert proc.stderr is not None
         line = _read_line_with(proc.stderr, "needs approval")

@@ -211,6 +211,21 @@ class SshClient:
 
     # ------------------------------------------------------------------ running
 
+    def background(
+        self, argv: Sequence[str], *, stdout: int = subprocess.PIPE
+    ) -> subprocess.Popen[bytes]:
+        """``argv`` (an ssh, scp or sftp command line) running in the background, in
+        a session of its own, with this client's environment; no stdin, stderr piped
+        (and stdout, unless ``stdout`` says otherwise). The caller ends it."""
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=self.env(),
+            start_new_session=True,
+        )
+
     def run(
         self,
         argv: Sequence[str],
