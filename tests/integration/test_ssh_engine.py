@@ -583,8 +583,10 @@ def remote_sleeper(
     client: SshClient, sshd: SshServer
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``ssh HOST sleep 600.NNNNNN`` in the background (a command line found nowhere
-    else), once the sleep runs on the target; the ssh process is killed on exit if
-    it still runs. Yields the process and the command line."""
+    else), once the sleep runs on the target; on exit the ssh process is killed if
+    it still runs, and so is the sleep on the target (sshd leaves a command without
+    a pty running when its connection merely drops). Yields the process and the
+    command line."""
     sleeper = f"sleep 600.{secrets.randbelow(10**6):06d}"
     proc = _start_ssh(client, sleeper)
     try:
@@ -598,6 +600,7 @@ def remote_sleeper(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        sshd.run_as_target(f"pkill -f '^{sleeper}$'", check=False)
 
 
 def _start_ssh(client: SshClient, command: str) -> subprocess.Popen[bytes]:
