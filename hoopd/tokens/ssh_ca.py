@@ -15,9 +15,7 @@ Guarantees:
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hoopd.identity.base import Identity
 from hoopd.identity.ssh_wire import key_algorithm
+from hoopd.private_file import publish_once
 from hoopd.tokens.keys import KEYS_DIRNAME, KeyStoreError
 from hoopd.tokens.ssh_cert import (
     CertificateError,
@@ -38,7 +37,6 @@ from hoopd.tokens.ssh_cert import (
 )
 
 CA_FILENAME: Final = "ssh_user_ca"
-_TEMP_PREFIX: Final = ".tmp-"  # the key ring skips names starting with it
 _MAX_KEY_FILE_BYTES: Final = 64 * 1024
 
 log = logging.getLogger("hoopd.tokens")
@@ -129,30 +127,15 @@ class SshCertificateAuthority:
         return key
 
     def _create(self) -> None:
-        directory = self.path.parent
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),
         )
-        temp = directory / f"{_TEMP_PREFIX}{CA_FILENAME}-{secrets.token_hex(8)}"
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, pem)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                # link, unlike rename, never replaces: a CA another process made first
-                # stays, and certificates it signed stay valid.
-                os.link(temp, self.path)
+            # Never replaces: a CA another process made first stays, and the
+            # certificates it signed stay valid.
+            if publish_once(self.path, pem):
                 log.info("created the SSH user CA key %s", self.path)
-            except FileExistsError:
-                pass
         except OSError as exc:
             raise KeyStoreError(f"cannot create the SSH CA key {self.path}: {exc}") from None
-        finally:
-            with contextlib.suppress(OSError):  # never created, or already linked
-                os.unlink(temp)
