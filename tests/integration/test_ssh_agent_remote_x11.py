@@ -32,7 +32,7 @@ from tests.integration.test_ssh_engine import (
     new_session_records,
     running_ssh_gateway,
 )
-from tests.integration.test_ssh_sftp_forward import EchoServer
+from tests.support.echo import EchoServer
 from tests.support.gateway import Token, session_ids
 from tests.support.ports import free_port
 from tests.support.sshclient import SshClient, SshResult

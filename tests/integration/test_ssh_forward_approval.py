@@ -30,7 +30,7 @@ from tests.integration.test_ssh_engine import (
     _read_line_with,
     running_ssh_gateway,
 )
-from tests.integration.test_ssh_sftp_forward import EchoServer
+from tests.support.echo import EchoServer
 from tests.support.gateway import Token, parse_json_records
 from tests.support.ports import free_port
 from tests.support.sshserver import SshServer

@@ -13,7 +13,6 @@ import re
 import secrets
 import socket
 import struct
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.integration.test_ssh_engine import (
     new_session_records,
     running_ssh_gateway,
 )
+from tests.support.echo import EchoServer
 from tests.support.gateway import Token, session_ids
 from tests.support.ports import free_port
 from tests.support.sshclient import SshClient
@@ -42,35 +42,6 @@ SFTP_KINDS = (
 
 CLOSED_PORT = free_port()
 """Allowed by the policy, but nothing listens there."""
-
-
-class EchoServer:
-    """A loopback TCP server that echoes every byte and counts its connections."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-        self.connections = 0
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return  # closed
-            self.connections += 1
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import secrets
 import shutil
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.echo import EchoServer
 from tests.support.sshclient import SshClient
 from tests.support.sshserver import SshServer, running_sshd
 
@@ -189,36 +189,6 @@ def test_git_clone_and_push(
     password_client.git("push", "-q", "origin", "main", cwd=work).check()
     shown = sshd.run_as_target(f"git --git-dir={scratch}/repo.git show main:NEW")
     assert shown.stdout == b"pushed over ssh\n"
-
-
-class EchoServer:
-    """A loopback TCP server that echoes every byte back, one thread per client."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port: int = self.sock.getsockname()[1]
-        self.peers: list[tuple[str, int]] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, peer = self.sock.accept()
-            except OSError:
-                return
-            self.peers.append(peer)
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def test_local_forward_reaches_a_loopback_echo_server(
