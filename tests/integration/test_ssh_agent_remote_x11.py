@@ -131,39 +131,8 @@ def remote_forward(client: SshClient, spec: str) -> Iterator[subprocess.Popen[by
     """``ssh -N -R spec`` (``ExitOnForwardFailure=yes``), ended by PID on exit; ``-v``
     so that its stderr says when the forward is set up (a connection to the target's
     port before the gateway has read the target's answer would be refused)."""
-    argv = [
-        "ssh",
-        *client.ssh_options(),
-        "-p",
-        str(client.port),
-        "-N",
-        "-o",
-        "ExitOnForwardFailure=yes",
-        "-v",
-        "-R",
-        spec,
-        client.destination,
-    ]
-    stderr_path = client.dir / "remote-forward.stderr"
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=client.env(),
-            start_new_session=True,
-        )
-    try:
+    with client.forwarding(["-v", "-R", spec], client.dir / "remote-forward.stderr") as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 def data_of(records: list[dict[str, Any]], kind: str, channel: int) -> bytes:

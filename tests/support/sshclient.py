@@ -355,28 +355,15 @@ class SshClient:
         )
 
     @contextmanager
-    def local_forward(
-        self, target_host: str, target_port: int, *, local_port: int | None = None
-    ) -> Iterator[int]:
-        """``ssh -N -L 127.0.0.1:LOCAL:target_host:target_port``; yields the local port.
-
-        Guaranteed on entry: the forward's local port accepts connections (ssh has
-        authenticated; ``ExitOnForwardFailure=yes``). On exit ssh is ended by PID.
-        """
-        port = local_port if local_port is not None else free_port()
+    def forwarding(
+        self, flags: Sequence[str], stderr_path: Path
+    ) -> Iterator[subprocess.Popen[bytes]]:
+        """``ssh -N -o ExitOnForwardFailure=yes FLAGS`` in the background, its stderr
+        in ``stderr_path``; ended by PID on exit (SIGTERM, then SIGKILL)."""
         argv = [
-            "ssh",
-            *self.ssh_options(),
-            "-p",
-            str(self.port),
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-L",
-            f"127.0.0.1:{port}:{target_host}:{target_port}",
-            self.destination,
-        ]
-        stderr_path = self.dir / f"forward-{port}.stderr"
+            "ssh", *self.ssh_options(), "-p", str(self.port), "-N",
+            "-o", "ExitOnForwardFailure=yes", *flags, self.destination,
+        ]  # fmt: skip
         with open(stderr_path, "wb") as stderr:
             proc = subprocess.Popen(
                 argv,
@@ -387,15 +374,7 @@ class SshClient:
                 start_new_session=True,
             )
         try:
-            deadline = time.monotonic() + FORWARD_DEADLINE_SECONDS
-            while not _accepts("127.0.0.1", port):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"ssh -L never listened on {port} (exit {proc.poll()}):\n"
-                        + stderr_path.read_text(errors="replace")[-3000:]
-                    )
-                time.sleep(0.05)
-            yield port
+            yield proc
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -404,6 +383,31 @@ class SshClient:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=10)
+
+    @contextmanager
+    def local_forward(
+        self, target_host: str, target_port: int, *, local_port: int | None = None
+    ) -> Iterator[int]:
+        """``ssh -N -L 127.0.0.1:LOCAL:target_host:target_port``; yields the local port.
+
+        Guaranteed on entry: the forward's local port accepts connections (ssh has
+        authenticated; ``ExitOnForwardFailure=yes``). On exit ssh is ended by PID.
+        """
+        port = local_port if local_port is not None else free_port()
+        spec = f"127.0.0.1:{port}:{target_host}:{target_port}"
+        stderr_path = self.dir / f"forward-{port}.stderr"
+        try:
+            with self.forwarding(["-L", spec], stderr_path) as proc:
+                deadline = time.monotonic() + FORWARD_DEADLINE_SECONDS
+                while not _accepts("127.0.0.1", port):
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(
+                            f"ssh -L never listened on {port} (exit {proc.poll()}):\n"
+                            + stderr_path.read_text(errors="replace")[-3000:]
+                        )
+                    time.sleep(0.05)
+                yield port
+        finally:
             stderr_path.unlink(missing_ok=True)
 
     def interactive(
