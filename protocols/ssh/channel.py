@@ -46,7 +46,8 @@ async def serve_channel(link: Link, process: ChannelProcess) -> None:
     command = host_command(process.command, process.subsystem)
     agent: AgentForward | None = None
     try:
-        await link.record([("channel_open", _open_record(number, command, process))])
+        env = passed_env(process.env)
+        await link.record([("channel_open", _open_record(number, command, process, env))])
 
         async def notify(text: str) -> None:
             await to_trio(_say)(process, text)
@@ -67,7 +68,7 @@ async def serve_channel(link: Link, process: ChannelProcess) -> None:
             target = await upstream.create_process(
                 command=process.command,
                 subsystem=process.subsystem,
-                env=passed_env(process.env),
+                env=env,
                 term_type=process.term_type,
                 term_size=process.term_size,
                 term_modes=process.term_modes,
@@ -108,9 +109,11 @@ async def _closed_by_engine(process: ChannelProcess) -> None:
         await process.channel.wait_closed()
 
 
-def _open_record(number: int, command: HostCommand, process: ChannelProcess) -> dict[str, Any]:
+def _open_record(
+    number: int, command: HostCommand, process: ChannelProcess, env: dict[str, str]
+) -> dict[str, Any]:
     body: dict[str, Any] = {"channel": number, "type": command.kind, "command": command.text}
-    if env := passed_env(process.env):
+    if env:
         body["env"] = env
     if process.term_type is not None:
         cols, rows, _, _ = process.term_size
