@@ -48,19 +48,18 @@ def stream_lines(
 ) -> Iterator[str]:
     """The lines of one run of data records (same kind and channel, in order),
     headed by ``stamp`` of the first record's time."""
-    label = ""
-    pending = b""
+    # A bytearray: a run of many small records (keystroke echoes) appends in place.
+    pending = bytearray()
     binary = 0
     first = True
     for record in run:
         if first:
-            label = f"ch{record.body.get('channel')} {record.kind}"
-            yield stamp(record.time) + label
+            yield stamp(record.time) + f"ch{record.body.get('channel')} {record.kind}"
             first = False
         data = _data(record.body)
         if binary or b"\x00" in data:
             binary += len(pending) + len(data)
-            pending = b""
+            pending.clear()
             continue
         pending += data
         if len(pending) > TEXT_SLICE:
@@ -68,10 +67,10 @@ def stream_lines(
             text, binary = _text(pending[:cut])
             if text is not None:
                 yield from _text_lines(text, indent, clean)
-                pending = pending[cut:]
+                del pending[:cut]
             else:
                 binary += len(pending) - cut
-                pending = b""
+                pending.clear()
     if pending and not binary:
         text, binary = _text(pending)
         if text is not None:
@@ -120,7 +119,7 @@ def _data(body: Mapping[str, Any]) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
-def _text(data: bytes) -> tuple[str | None, int]:
+def _text(data: bytes | bytearray) -> tuple[str | None, int]:
     """(the text, 0), or (None, its byte count) when ``data`` is not UTF-8."""
     try:
         return data.decode("utf-8"), 0
