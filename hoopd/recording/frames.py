@@ -36,6 +36,12 @@ HASH_HEADER: Final = b"\xc4\x20"
 TRAILER_SIZE: Final = len(HASH_HEADER) + HASH_SIZE
 #: Every payload starts with these bytes: array of 2, map of 7, key "s".
 PAYLOAD_MAGIC: Final = b"\x92\x87\xa1s"
+#: A body's ``data`` of at least this many bytes (a chunk of a stream) is written from
+#: the caller's buffer rather than copied into the frame (see :meth:`FrameEncoder.encode_parts`).
+SPLICE_MIN_BYTES: Final = 8192
+#: msgpack headers of "bin 16" and "bin 32" values.
+_BIN16 = struct.Struct(">BH")
+_BIN32 = struct.Struct(">BI")
 #: Largest payload a writer produces and a reader accepts (1 GiB: PostgreSQL's own
 #: limit on a query string); a bigger length prefix is corruption, not a record.
 MAX_PAYLOAD: Final = 1 << 30
@@ -90,7 +96,34 @@ class FrameEncoder:
         Raises :class:`FrameError` if the body holds something msgpack cannot
         encode (or a string that is not valid Unicode) or the record is too large.
         """
+        parts, digest = self.encode_parts(
+            session_id, seq, when, kind, body, prev_hash, journal_prev
+        )
+        return b"".join(parts), digest
+
+    def encode_parts(
+        self,
+        session_id: str,
+        seq: int,
+        when: float,
+        kind: str,
+        body: Mapping[str, Any],
+        prev_hash: bytes,
+        journal_prev: bytes,
+    ) -> tuple[list[bytes], bytes]:
+        """Like :meth:`encode`, but the frame comes as consecutive pieces, to be
+        written in order (``os.writev``); joined, they are exactly :meth:`encode`'s frame.
+
+        A ``data`` value in ``body`` of :data:`SPLICE_MIN_BYTES` or more is one of
+        the pieces itself, not copied: a bulk transfer records each chunk without
+        two more copies of it. Raises like :meth:`encode`.
+        """
+        data = body.get("data")
         try:
+            if type(data) is bytes and len(data) >= SPLICE_MIN_BYTES:
+                return self._spliced(
+                    session_id, seq, when, kind, body, data, prev_hash, journal_prev
+                )
             record = self._pack(
                 {
                     "s": session_id,
@@ -102,13 +135,73 @@ class FrameEncoder:
                     "j": journal_prev,
                 }
             )
+        except FrameError:
+            raise
         except (TypeError, ValueError, OverflowError) as exc:
             raise FrameError(f"record cannot be encoded: {type(exc).__name__}") from exc
-        size = len(record) + 1 + TRAILER_SIZE
-        if size > MAX_PAYLOAD:
-            raise FrameError(f"record of {size} bytes exceeds the frame limit")
         digest = hashlib.sha256(record).digest()
-        return b"".join((_FRAME_HEAD.pack(size, 0x92), record, HASH_HEADER, digest)), digest
+        head = _FRAME_HEAD.pack(_payload_size(len(record)), 0x92)
+        return [b"".join((head, record, HASH_HEADER, digest))], digest
+
+    def _spliced(
+        self,
+        session_id: str,
+        seq: int,
+        when: float,
+        kind: str,
+        body: Mapping[str, Any],
+        data: bytes,
+        prev_hash: bytes,
+        journal_prev: bytes,
+    ) -> tuple[list[bytes], bytes]:
+        # The same bytes msgpack would produce for the whole record, packed in
+        # pieces around ``data`` (msgpack is a concatenation of its items).
+        pack = self._pack
+        before = [
+            b"\x87",  # map of 7
+            pack("s"), pack(session_id), pack("n"), pack(seq),
+            pack("t"), pack(when), pack("k"), pack(kind),
+            pack("b"), _map_header(len(body)),
+        ]  # fmt: skip
+        after: list[bytes] = []
+        into = before
+        for key, value in body.items():
+            if key == "data":
+                into.append(pack(key))
+                into.append(_bin_header(len(data)))
+                into = after
+            else:
+                into.append(pack(key))
+                into.append(pack(value))
+        after += [pack("p"), pack(prev_hash), pack("j"), pack(journal_prev)]
+        prefix, suffix = b"".join(before), b"".join(after)
+        hasher = hashlib.sha256(prefix)
+        hasher.update(data)
+        hasher.update(suffix)
+        digest = hasher.digest()
+        size = _payload_size(len(prefix) + len(data) + len(suffix))
+        head = _FRAME_HEAD.pack(size, 0x92)
+        return [head + prefix, data, b"".join((suffix, HASH_HEADER, digest))], digest
+
+
+def _payload_size(record_size: int) -> int:
+    size = record_size + 1 + TRAILER_SIZE
+    if size > MAX_PAYLOAD:
+        raise FrameError(f"record of {size} bytes exceeds the frame limit")
+    return size
+
+
+def _map_header(count: int) -> bytes:
+    if count < 16:
+        return bytes((0x80 | count,))
+    if count < 1 << 16:
+        return b"\xde" + count.to_bytes(2, "big")
+    return b"\xdf" + count.to_bytes(4, "big")
+
+
+def _bin_header(size: int) -> bytes:
+    # Only for SPLICE_MIN_BYTES and up, so never "bin 8".
+    return _BIN16.pack(0xC5, size) if size < 1 << 16 else _BIN32.pack(0xC6, size)
 
 
 def payload_shape_ok(payload: bytes) -> bool:

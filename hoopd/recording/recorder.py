@@ -71,7 +71,7 @@ class SessionRecorder:
         return self._failed
 
     async def append(self, records: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-        """Append ``(kind, body)`` records, in order, with one ``os.write``.
+        """Append ``(kind, body)`` records, in order, with one system call (``os.write``/``writev``).
 
         Returns once they are as durable as the journal promises (see the module
         docstring). Raises :class:`RecorderError` otherwise; the recorder is then
@@ -160,16 +160,16 @@ class SessionRecorder:
     def _write(self, records: Sequence[tuple[str, Mapping[str, Any]]]) -> FlushBatch | None:
         """Encode and write ``records``; the synchronous part of :meth:`append`."""
         journal = self._journal
-        encode = journal.encoder.encode
+        encode = journal.encoder.encode_parts
         session_id, seq, prev, head = self.session_id, self._seq, self.prev_hash, journal.head
         when = time.time()
-        frames = []
+        frames: list[bytes] = []
         statements = 0
         identity = self._identity
         try:
             for kind, body in records:
-                frame, prev = encode(session_id, seq, when, kind, body, prev, head)
-                frames.append(frame)
+                parts, prev = encode(session_id, seq, when, kind, body, prev, head)
+                frames += parts
                 head = prev
                 seq += 1
                 if kind == "statement":
@@ -182,7 +182,7 @@ class SessionRecorder:
         if not frames:
             return None
         try:
-            batch = journal.write(frames[0] if len(frames) == 1 else b"".join(frames), head)
+            batch = journal.write(frames, head)
         except RecorderError:
             self._failed = True
             raise

@@ -55,9 +55,14 @@ async def main():
         identity=None, attributes={})
     acknowledged, error, later = [], None, None
     for n in range(10000):
-        sql = f"SELECT {n} AS " + "padding_" * 20
+        if sys.argv[2] == "statements":
+            sql = f"SELECT {n} AS " + "padding_" * 20
+            record = ("statement", {"sql": sql})
+        else:  # output chunks large enough to be written in pieces (writev)
+            sql = f"{n % 256:02x}"
+            record = ("stdout", {"channel": 0, "data": bytes([n % 256]) * 9000})
         try:
-            await session.append([("statement", {"sql": sql})])
+            await session.append([record])
         except RecorderError as exc:
             error = str(exc)
             break
@@ -116,24 +121,29 @@ async def test_a_record_acknowledged_before_sigkill_is_on_disk(
     assert report.ok and report.unterminated == [session_id] and report.sessions == 2
 
 
+@pytest.mark.parametrize("records", ["statements", "chunks"])
 async def test_a_write_the_kernel_refuses_fails_the_append_and_leaves_no_partial_frame(
-    tmp_path: Path,
+    tmp_path: Path, records: str
 ) -> None:
-    child = run_child(WRITE_REFUSED, str(tmp_path))
+    child = run_child(WRITE_REFUSED, str(tmp_path), records)
     assert child.returncode == 0, child.stderr
     outcome = json.loads(child.stdout)
     assert outcome["error"] == "session recording is unavailable"
     assert outcome["later"] == "session recording is unavailable"  # stays failed
-    assert 100 < len(outcome["acknowledged"]) < 10000
+    assert (100 if records == "statements" else 3) < len(outcome["acknowledged"]) < 10000
     assert "EFBIG" in child.stderr  # the cause is logged for the operator
 
-    # Every acknowledged statement is there, nothing else, and the journal holds
+    # Every acknowledged record is there, nothing else, and the journal holds
     # only whole frames (the partial write was cut off again).
-    records = list(read_session(tmp_path, outcome["id"]))
-    statements = [r.body["sql"] for r in records if r.kind == "statement"]
-    assert statements == outcome["acknowledged"]
+    recorded = list(read_session(tmp_path, outcome["id"]))
+    if records == "statements":
+        written = [r.body["sql"] for r in recorded if r.kind == "statement"]
+    else:
+        written = [f"{r.body['data'][0]:02x}" for r in recorded if r.kind == "stdout"]
+        assert all(len(r.body["data"]) == 9000 for r in recorded if r.kind == "stdout")
+    assert written == outcome["acknowledged"]
     report = verify(tmp_path)
     assert report.ok, report.breaks
     assert list_segments(tmp_path)[0][1].stat().st_size <= 64 * 1024
-    ends = [r.body for r in records if r.kind == "session_end"]
+    ends = [r.body for r in recorded if r.kind == "session_end"]
     assert ends in ([], [{"reason": "client-disconnect", "recording_failed": True}])

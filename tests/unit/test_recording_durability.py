@@ -3,13 +3,20 @@ appends share one (group commit)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 import trio
 
 from hoopd.recording import RecorderError, list_sessions, read_session, verify
-from hoopd.recording.journal import Durability, Journal
+from hoopd.recording.journal import (
+    PAGE_CACHE_KEEP_BYTES,
+    PAGE_CACHE_RELEASE_STEP,
+    Durability,
+    Journal,
+)
+from hoopd.recording.segments import list_segments
 from tests.unit.test_recording_support import result, start, statement
 
 
@@ -114,3 +121,37 @@ async def test_sessions_closed_after_the_flusher_stopped_are_still_ended(tmp_pat
     assert verify(tmp_path).ok
     sqls = [r.body.get("sql") for r in read_session(tmp_path, session.session_id)]
     assert "SELECT 2" not in sqls  # refused before it was written
+
+
+def _cached_bytes(path: Path) -> int:
+    """How much of ``path`` is in the page cache, as util-linux's ``fincore`` reports it."""
+    done = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout.strip())
+
+
+async def test_a_long_recording_does_not_fill_the_page_cache(tmp_path: Path) -> None:
+    # Power-loss mode: every append waits for its flush, so the pages written
+    # before it are clean and the kernel can drop them when asked.
+    journal = Journal.open(tmp_path, "power-loss")
+    chunk = bytes(range(256)) * 256  # 64 KiB of output, as a bulk transfer records it
+    total = 32 * 1024 * 1024
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        session = start(journal, protocol="ssh")
+        for _ in range(total // len(chunk)):
+            await session.append([("stdout", {"channel": 0, "data": chunk})])
+        await session.close("client-disconnect")
+        nursery.cancel_scope.cancel()
+    (segment,) = [p for _, p in list_segments(tmp_path)]
+    assert segment.stat().st_size > total
+    # Only about the last PAGE_CACHE_KEEP_BYTES (+ one release step) stay cached.
+    assert _cached_bytes(segment) <= PAGE_CACHE_KEEP_BYTES + 2 * PAGE_CACHE_RELEASE_STEP
+    journal.close()
+    records = [r for r in read_session(tmp_path, session.session_id) if r.kind == "stdout"]
+    assert len(records) == total // len(chunk) and all(r.body["data"] == chunk for r in records)
+    assert verify(tmp_path).ok

@@ -8,6 +8,8 @@ import struct
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hoopd.recording.frames import (
     ZERO_HASH,
@@ -108,3 +110,34 @@ def test_session_ids_are_short_typeable_unique_and_sort_by_creation() -> None:
     assert ID_LENGTH == 16
     # Different generators (gateway restarts) do not start from the same value.
     assert SessionIdGenerator().new_id() != SessionIdGenerator().new_id()
+
+
+def _whole_record_frame(body: dict[str, object], prev: bytes, jprev: bytes) -> bytes:
+    """The frame as msgpack packs the whole record at once: the oracle for splicing."""
+    record: bytes = msgpack.packb(
+        {"s": SID, "n": 9, "t": 2.5, "k": "stdout", "b": body, "p": prev, "j": jprev},
+        use_bin_type=True,
+    )
+    payload = b"\x92" + record + b"\xc4\x20" + hashlib.sha256(record).digest()
+    return struct.pack(">I", len(payload)) + payload
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.sampled_from([0, 1, 8191, 8192, 8193, 65535, 65536, 200_000]),
+    before=st.dictionaries(st.sampled_from(["channel", "a", "z"]), st.integers(0, 1 << 40)),
+    after=st.dictionaries(st.sampled_from(["tail", "q"]), st.text(max_size=20)),
+)
+def test_a_large_data_chunk_is_written_in_pieces_that_join_to_the_same_frame(
+    size: int, before: dict[str, object], after: dict[str, object]
+) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    body = {**before, "data": data, **after}
+    prev, jprev = b"\x33" * 32, b"\x44" * 32
+    parts, digest = FrameEncoder().encode_parts(SID, 9, 2.5, "stdout", body, prev, jprev)
+    frame = b"".join(parts)
+    assert frame == _whole_record_frame(body, prev, jprev)
+    assert decode_payload(frame[4:]).body == body and frame.endswith(digest)
+    if size >= 8192:
+        # The chunk is handed on as it is, never copied into a frame of its own.
+        assert any(part is data for part in parts)
