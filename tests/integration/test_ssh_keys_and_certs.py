@@ -111,11 +111,12 @@ class KeyedGateway(SshGateway):
         )
 
 
-def keygen(path: Path, comment: str = "test") -> str:
-    """A new ed25519 key pair at ``path``; returns the public key line."""
+def keygen(path: Path, comment: str = "test", key_type: str = "ed25519") -> str:
+    """A new key pair (ed25519 unless ``key_type`` says otherwise) at ``path``;
+    returns the public key line."""
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", comment, "-f", str(path)],
         check=True,
         capture_output=True,
         timeout=30,
@@ -358,6 +359,26 @@ def test_the_cli_writes_key_cert_pub_for_plain_ssh(gateway: KeyedGateway, tmp_pa
     session = wait_for_new_session(gateway, before)
     assert session["identity"]["subject"] == "bob"
     assert session["identity"]["lineage"] == [bob_id(gateway)]
+
+
+@pytest.mark.parametrize("key_type", ["rsa", "ecdsa"])
+def test_certificates_work_for_rsa_and_ecdsa_keys_too(
+    gateway: KeyedGateway, tmp_path: Path, key_type: str
+) -> None:
+    bob = gateway.tokens[1]
+    key = tmp_path / f"id_{key_type}"
+    public = keygen(key, key_type=key_type)
+    status, body = certificate(gateway, bob.value, public, ttl="300", scope=f"{CONNECTION}:write")
+    assert status == 200, body
+    cert_line = body["certificate"]
+    assert cert_line.startswith(f"{public.split()[0]}-cert-v01@openssh.com ")
+    write_certificate(key, cert_line)
+    before = session_ids(gateway)
+    done = gateway.keyed_client(tmp_path / "c", key).ssh("whoami")
+    assert done.returncode == 0, done.stderr
+    session = wait_for_new_session(gateway, before)
+    assert session["identity"]["subject"] == "bob"
+    assert session["identity"]["token_id"] == body["token_id"]
 
 
 def bob_id(gateway: KeyedGateway) -> str:
