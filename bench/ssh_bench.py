@@ -13,7 +13,8 @@ Each is run directly against sshd (the client key), through the peer
 ``asyncssh-relay`` (bench/asyncssh_relay_proxy.py: a bare asyncssh man-in-the-middle on
 plain asyncio that judges and records nothing, AES-GCM on both legs: the floor under
 any asyncssh gateway) and through hoopd (a gateway token through SSH_ASKPASS),
-BENCH_REPEATS times (default 1, median kept). It prints MB/s, the ratio to direct and,
+BENCH_REPEATS times (default 1, median kept; the paths take turns, so that each ratio
+compares runs made at about the same time). It prints MB/s, the ratio to direct and,
 for hoopd, to the peer; writes the same to ``bench/results/ssh.json`` (keys ``path``,
 ``workload``, ``mb_per_s``, ``ratio_to_direct``, ``ratio_to_peer``) and asserts nothing.
 """
@@ -131,10 +132,6 @@ def _upload(client: SshClient, source: Path, megabytes: int) -> float:
     return megabytes / _timed(client, [*argv, str(source), client.remote("bench-upload.bin")])
 
 
-def _median(runs: int, measure: Callable[[], float]) -> float:
-    return float(statistics.median(measure() for _ in range(runs)))
-
-
 def main() -> int:
     megabytes = int(os.environ.get("BENCH_SSH_MB", "500"))
     scp_megabytes = int(os.environ.get("BENCH_SCP_MB", "200"))
@@ -216,8 +213,16 @@ def _compare(
     workload: str, measures: dict[str, Callable[[], float]], repeats: int
 ) -> list[dict[str, object]]:
     """One row per path, each the median of ``repeats`` runs, in the order given
-    (direct first); ratios to direct and, for hoopd, to the peer."""
-    speeds = {path: _median(repeats, measure) for path, measure in measures.items()}
+    (direct first); ratios to direct and, for hoopd, to the peer.
+
+    The paths take turns (direct, peer, hoopd, direct, ...) rather than each running all
+    its repeats in a row: this machine's speed drifts from minute to minute, and a
+    ratio should compare runs made at about the same time."""
+    runs: dict[str, list[float]] = {path: [] for path in measures}
+    for _ in range(repeats):
+        for path, measure in measures.items():
+            runs[path].append(measure())
+    speeds = {path: float(statistics.median(values)) for path, values in runs.items()}
     rows: list[dict[str, object]] = []
     for path, speed in speeds.items():
         row: dict[str, object] = {"path": path, "workload": workload, "mb_per_s": speed}
