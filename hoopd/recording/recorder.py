@@ -71,7 +71,7 @@ class SessionRecorder:
         return self._failed
 
     async def append(self, records: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-        """Append ``(kind, body)`` records, in order, with one system call (``os.write``/``writev``).
+        """Append ``(kind, body)`` records, in order, with one ``write`` or ``writev``.
 
         Returns once they are as durable as the journal promises (see the module
         docstring). Raises :class:`RecorderError` otherwise; the recorder is then
