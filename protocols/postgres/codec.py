@@ -30,9 +30,9 @@ nothing else.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar, cast
 
 from hoopd.codec import NEED_DATA, LocalProtocolError, NeedData, ProtocolError
 
@@ -196,6 +196,44 @@ for _copy_tag in (b"G", b"H", b"W"):
 
 _BACKEND_TYPES = (*_TAGGED_BACKEND_CLASSES, be.CopyResponse, Unknown)
 
+# Messages a client or server sends again and again with the same bytes: a driver's
+# Parse of the same text, Describe, Execute and Sync of the unnamed portal; the same
+# RowDescription and CommandComplete for each run of a statement. Decoded messages are
+# immutable, so each codec keeps one instance per distinct body and hands it out again
+# instead of decoding anew (a few µs per round trip). Per codec, so that one session's
+# traffic never changes what another session's decoding costs.
+_INTERNED_FRONTEND: Final[tuple[int, ...]] = tuple(
+    cls.TAG[0] for cls in (fe.Parse, fe.Describe, fe.Execute, fe.Sync)
+)
+_INTERNED_BACKEND: Final[tuple[int, ...]] = tuple(
+    cls.TAG[0] for cls in (be.RowDescription, be.CommandComplete)
+)
+#: Distinct bodies kept per message type and codec (all are forgotten when full),
+#: and the largest body kept.
+INTERNED_ENTRIES: Final = 64
+INTERNED_MAX_BODY: Final = 2048
+
+_Decoder = TypeVar("_Decoder", bound=Callable[[bytes], Message])
+
+
+def _interned(decode: _Decoder) -> _Decoder:
+    """``decode``, returning the message it decoded earlier for the same body.
+
+    Only bodies that decoded are kept, so malformed input raises every time."""
+    seen: dict[bytes, Message] = {}
+
+    def decode_interned(body: bytes) -> Message:
+        message = seen.get(body)
+        if message is None:
+            message = decode(body)
+            if len(body) <= INTERNED_MAX_BODY:
+                if len(seen) >= INTERNED_ENTRIES:
+                    seen.clear()
+                seen[body] = message
+        return message
+
+    return cast(_Decoder, decode_interned)
+
 
 class PostgresCodec:
     """One leg of a PostgreSQL connection; see the module docstring."""
@@ -204,7 +242,12 @@ class PostgresCodec:
         self.role = role
         self.max_message_size = max_message_size
         self._phase = _Phase.STARTUP if role is Role.SERVER else _TYPED
-        self._decoders = _FRONTEND_DECODERS if role is Role.SERVER else _BACKEND_DECODERS
+        decoders: Mapping[int, Callable[[bytes], Message]]
+        if role is Role.SERVER:
+            decoders, interned = _FRONTEND_DECODERS, _INTERNED_FRONTEND
+        else:
+            decoders, interned = _BACKEND_DECODERS, _INTERNED_BACKEND
+        self._decoders = {**decoders, **{tag: _interned(decoders[tag]) for tag in interned}}
         #: Tags of messages to consume without returning them; see ``passing_bulk``.
         self.pass_through: frozenset[int] = frozenset()
         self._buf = b""
