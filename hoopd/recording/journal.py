@@ -47,6 +47,8 @@ _OPEN_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_C
 PAGE_CACHE_KEEP_BYTES: Final = 4 * 1024 * 1024
 #: How often (in bytes appended) they are handed back.
 PAGE_CACHE_RELEASE_STEP: Final = 1024 * 1024
+#: Most pieces one ``writev`` takes (the kernel refuses more); beyond it they are joined.
+_MAX_PIECES: Final = max(1, min(os.sysconf("SC_IOV_MAX"), 1024))
 
 
 class Journal:
@@ -241,6 +243,8 @@ class Journal:
             raise RecorderError("journal closed" if self._closed else "journal broken")
         if self._group is not None and self._group.stopped is not None:
             raise RecorderError(f"journal not durable: {self._group.stopped}")
+        if len(pieces) > _MAX_PIECES:  # many records in one append: a pipelined batch
+            pieces = [b"".join(pieces)]
         size = sum(map(len, pieces)) if len(pieces) > 1 else len(pieces[0])
         if self._size and self._size + size > self._segment_bytes:
             self._rotate()

@@ -198,3 +198,22 @@ async def test_append_in_process_crash_mode_does_not_yield(tmp_path: Path) -> No
             await session.append([statement("SELECT 1")])
         assert not ran
     journal.close()
+
+
+async def test_one_append_of_thousands_of_records_is_written_whole(tmp_path: Path) -> None:
+    # A pipelined batch (psycopg's pipeline mode, a long multi-statement chunk) can
+    # bring thousands of commands at once, more pieces than one writev may take.
+    journal = Journal.open(tmp_path)
+    session = start(journal)
+    chunk = bytes(range(256)) * 40  # large enough to be written in place
+    batch = [statement(f"SELECT {n}") for n in range(3000)]
+    batch += [("stdout", {"channel": 0, "data": chunk}) for _ in range(400)]
+    await session.append(batch)
+    await session.close("client-disconnect")
+    journal.close()
+    records = list(read_session(tmp_path, session.session_id))
+    assert [r.body["sql"] for r in records if r.kind == "statement"] == [
+        f"SELECT {n}" for n in range(3000)
+    ]
+    assert [r.body["data"] for r in records if r.kind == "stdout"] == [chunk] * 400
+    assert verify(tmp_path).ok
