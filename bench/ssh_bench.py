@@ -15,8 +15,9 @@ plain asyncio that judges and records nothing, AES-GCM on both legs: the floor u
 any asyncssh gateway) and through hoopd (a gateway token through SSH_ASKPASS),
 BENCH_REPEATS times (default 1, median kept; the paths take turns, so that each ratio
 compares runs made at about the same time). It prints MB/s, the ratio to direct and,
-for hoopd, to the peer; writes the same to ``bench/results/ssh.json`` (keys ``path``,
-``workload``, ``mb_per_s``, ``ratio_to_direct``, ``ratio_to_peer``) and asserts nothing.
+for hoopd, to the peer, and the CPU seconds per GB of the hoopd and peer processes; writes
+the same to ``bench/results/ssh.json`` (keys ``path``, ``workload``, ``mb_per_s``,
+``ratio_to_direct``, ``ratio_to_peer``, ``cpu_seconds_per_gb``) and asserts nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.pg_services import cpu_seconds  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.sshclient import SshClient  # noqa: E402
 from tests.support.sshserver import SshServer, running_sshd  # noqa: E402
@@ -142,14 +144,19 @@ def main() -> int:
     finally:
         # The recordings alone hold every byte streamed: about a gigabyte a run.
         shutil.rmtree(root, ignore_errors=True)
-    print(f"{'workload':38s} {'path':15s} {'MB/s':>8s} {'x direct':>9s} {'x peer':>7s}")
+    print(
+        f"{'workload':38s} {'path':15s} {'MB/s':>8s} {'x direct':>9s} {'x peer':>7s}"
+        f" {'CPU s/GB':>9s}"
+    )
     for row in rows:
         ratio, peer = row.get("ratio_to_direct"), row.get("ratio_to_peer")
+        cpu = row.get("cpu_seconds_per_gb")
         shown = f"{ratio:.2f}x" if isinstance(ratio, float) else "-"
         over_peer = f"{peer:.2f}x" if isinstance(peer, float) else "-"
+        per_gb = f"{cpu:.2f}" if isinstance(cpu, float) else "-"
         print(
             f"{row['workload']!s:38s} {row['path']!s:15s} {row['mb_per_s']:8.1f}"
-            f" {shown:>9s} {over_peer:>7s}"
+            f" {shown:>9s} {over_peer:>7s} {per_gb:>9s}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
@@ -167,6 +174,7 @@ def _run(root: Path, megabytes: int, scp_megabytes: int, repeats: int) -> list[d
         try:
             processes.append(_start_gateway(config, port, root / "hoopd.log"))
             processes.append(_start_peer(sshd, peer_port, token))
+            pids = {"hoopd": processes[0].pid, "asyncssh-relay": processes[1].pid}
             clients = {
                 "direct": SshClient(
                     sshd.host, sshd.port, sshd.user, root / "direct",
@@ -190,6 +198,8 @@ def _run(root: Path, megabytes: int, scp_megabytes: int, repeats: int) -> list[d
                     workload,
                     {path: partial(_stream, c, megabytes, cipher) for path, c in clients.items()},
                     repeats,
+                    megabytes,
+                    pids,
                 )
             workload = f"scp upload {scp_megabytes} MB"
             rows += _compare(
@@ -200,6 +210,8 @@ def _run(root: Path, megabytes: int, scp_megabytes: int, repeats: int) -> list[d
                     if path != "asyncssh-relay"  # it relays exec requests only
                 },
                 repeats,
+                scp_megabytes,
+                pids,
             )
         finally:
             for process in processes:
@@ -210,22 +222,34 @@ def _run(root: Path, megabytes: int, scp_megabytes: int, repeats: int) -> list[d
 
 
 def _compare(
-    workload: str, measures: dict[str, Callable[[], float]], repeats: int
+    workload: str,
+    measures: dict[str, Callable[[], float]],
+    repeats: int,
+    megabytes: int,
+    pids: dict[str, int],
 ) -> list[dict[str, object]]:
     """One row per path, each the median of ``repeats`` runs, in the order given
-    (direct first); ratios to direct and, for hoopd, to the peer.
+    (direct first); ratios to direct and, for hoopd, to the peer; for the paths with a
+    process in ``pids``, its CPU seconds per GB carried (all runs together).
 
     The paths take turns (direct, peer, hoopd, direct, ...) rather than each running all
     its repeats in a row: this machine's speed drifts from minute to minute, and a
     ratio should compare runs made at about the same time."""
     runs: dict[str, list[float]] = {path: [] for path in measures}
+    cpu = dict.fromkeys(measures, 0.0)
     for _ in range(repeats):
         for path, measure in measures.items():
+            before = cpu_seconds(pids[path]) if path in pids else 0.0
             runs[path].append(measure())
+            if path in pids:
+                cpu[path] += cpu_seconds(pids[path]) - before
     speeds = {path: float(statistics.median(values)) for path, values in runs.items()}
+    gigabytes = megabytes * repeats / 1024
     rows: list[dict[str, object]] = []
     for path, speed in speeds.items():
         row: dict[str, object] = {"path": path, "workload": workload, "mb_per_s": speed}
+        if path in pids:
+            row["cpu_seconds_per_gb"] = cpu[path] / gigabytes
         if path != "direct":
             row["ratio_to_direct"] = speed / speeds["direct"]
         if path == "hoopd" and "asyncssh-relay" in speeds:
