@@ -1,4 +1,5 @@
-"""Publishing a private file (a key) exactly once.
+"""Writing private files (keys): :func:`write_new_private` creates one, and
+:func:`publish_once` publishes one exactly once.
 
 Guarantee: :func:`publish_once` leaves ``path`` either absent or holding a whole
 file, mode 0600, written to disk (fsync) before it appears. It never replaces an
@@ -25,12 +26,7 @@ def publish_once(path: Path, data: bytes) -> bool:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     draft = path.with_name(f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(8)}")
     try:
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_new_private(draft, data)
         try:
             # link, unlike rename, never replaces a file already there.
             os.link(draft, path)
@@ -40,3 +36,16 @@ def publish_once(path: Path, data: bytes) -> bool:
     finally:
         with contextlib.suppress(OSError):  # never created, or already linked
             os.unlink(draft)
+
+
+def write_new_private(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist), mode 0600, holding ``data`` written to
+    disk (fsync) when this returns. Raises OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -8,7 +8,6 @@ not narrow a mask rule: masking more than asked is the safe side.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Final, cast
@@ -18,6 +17,7 @@ from hoopd.masking.rules import MaskRule, MaskStyle
 from hoopd.policy import rules as policy_rules
 from hoopd.policy.policy import Policy
 from hoopd.policy.verdict import Subject
+from hoopd.private_file import write_new_private
 
 KEY_FILE: Final = "masking.key"
 KEY_BYTES: Final = 32
@@ -40,11 +40,7 @@ def load_key(data_dir: Path) -> bytes:
     except FileNotFoundError:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = secrets.token_bytes(KEY_BYTES)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-            f.flush()
-            os.fsync(f.fileno())
+        write_new_private(path, key)
         return key
     if len(key) < KEY_BYTES:
         raise ValueError(f"{path} holds {len(key)} bytes; a masking key needs {KEY_BYTES}")

@@ -35,11 +35,12 @@ from typing import Any, Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from hoopd.private_file import TEMP_PREFIX, write_new_private
+
 ALGORITHM: Final = "ES256"
 KEYS_DIRNAME: Final = "keys"
 CLOCK_LEEWAY_SECONDS: Final = 30
 _SUFFIX: Final = ".json"
-_TEMP_PREFIX: Final = ".tmp-"
 _MTIME_TRUST_SECONDS: Final = 2.0
 
 
@@ -182,15 +183,10 @@ class KeyRing:
             "private_key": pem,
         }
         data = json.dumps(record).encode()
-        temp = self.directory / f"{_TEMP_PREFIX}{kid}"
+        temp = self.directory / f"{TEMP_PREFIX}{kid}"
         final = self.directory / f"{kid}{_SUFFIX}"
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_new_private(temp, data)
             # rename is atomic: readers see the whole file or none.
             os.replace(temp, final)
         except OSError as exc:
@@ -221,7 +217,7 @@ class KeyRing:
         except OSError as exc:
             raise KeyStoreError(f"cannot read {self.directory}: {exc}") from None
         for name in names:
-            if name.startswith(_TEMP_PREFIX) or not name.endswith(_SUFFIX):
+            if name.startswith(TEMP_PREFIX) or not name.endswith(_SUFFIX):
                 continue
             loaded = self._load(self.directory / name)
             if loaded is not None:
