@@ -119,43 +119,52 @@ class FrameEncoder:
         two more copies of it. Raises like :meth:`encode`.
         """
         data = body.get("data")
+        if type(data) is not bytes or len(data) < SPLICE_MIN_BYTES:
+            data = None  # packed into the record like any other value
         try:
-            if type(data) is bytes and len(data) >= SPLICE_MIN_BYTES:
-                return self._spliced(
-                    session_id, seq, when, kind, body, data, prev_hash, journal_prev
+            if data is not None:
+                prefix, suffix = self._around_data(
+                    session_id, seq, when, kind, body, len(data), prev_hash, journal_prev
                 )
-            record = self._pack(
-                {
-                    "s": session_id,
-                    "n": seq,
-                    "t": when,
-                    "k": kind,
-                    "b": body,
-                    "p": prev_hash,
-                    "j": journal_prev,
-                }
-            )
-        except FrameError:
-            raise
+            else:
+                record = self._pack(
+                    {
+                        "s": session_id,
+                        "n": seq,
+                        "t": when,
+                        "k": kind,
+                        "b": body,
+                        "p": prev_hash,
+                        "j": journal_prev,
+                    }
+                )
         except (TypeError, ValueError, OverflowError) as exc:
             raise FrameError(f"record cannot be encoded: {type(exc).__name__}") from exc
+        if data is not None:
+            hasher = hashlib.sha256(prefix)
+            hasher.update(data)
+            hasher.update(suffix)
+            digest = hasher.digest()
+            head = _FRAME_HEAD.pack(_payload_size(len(prefix) + len(data) + len(suffix)), 0x92)
+            return [head + prefix, data, b"".join((suffix, HASH_HEADER, digest))], digest
         digest = hashlib.sha256(record).digest()
         head = _FRAME_HEAD.pack(_payload_size(len(record)), 0x92)
         return [b"".join((head, record, HASH_HEADER, digest))], digest
 
-    def _spliced(
+    def _around_data(
         self,
         session_id: str,
         seq: int,
         when: float,
         kind: str,
         body: Mapping[str, Any],
-        data: bytes,
+        data_size: int,
         prev_hash: bytes,
         journal_prev: bytes,
-    ) -> tuple[list[bytes], bytes]:
-        # The same bytes msgpack would produce for the whole record, packed in
-        # pieces around ``data`` (msgpack is a concatenation of its items).
+    ) -> tuple[bytes, bytes]:
+        """The record's bytes before and after the value of ``body["data"]``: the
+        same bytes msgpack produces for the whole record (msgpack is a concatenation
+        of its items)."""
         pack = self._pack
         before = [
             b"\x87",  # map of 7
@@ -166,22 +175,14 @@ class FrameEncoder:
         after: list[bytes] = []
         into = before
         for key, value in body.items():
+            into.append(pack(key))
             if key == "data":
-                into.append(pack(key))
-                into.append(_bin_header(len(data)))
+                into.append(_bin_header(data_size))
                 into = after
             else:
-                into.append(pack(key))
                 into.append(pack(value))
         after += [pack("p"), pack(prev_hash), pack("j"), pack(journal_prev)]
-        prefix, suffix = b"".join(before), b"".join(after)
-        hasher = hashlib.sha256(prefix)
-        hasher.update(data)
-        hasher.update(suffix)
-        digest = hasher.digest()
-        size = _payload_size(len(prefix) + len(data) + len(suffix))
-        head = _FRAME_HEAD.pack(size, 0x92)
-        return [head + prefix, data, b"".join((suffix, HASH_HEADER, digest))], digest
+        return b"".join(before), b"".join(after)
 
 
 def _payload_size(record_size: int) -> int:
