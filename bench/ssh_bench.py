@@ -9,15 +9,23 @@ and a gateway with one ssh connection to it (key auth, pinned host key), then ti
   500), once with OpenSSH's default cipher and once with ``aes128-gcm@openssh.com``;
 * ``scp`` (sftp mode) uploading a file of BENCH_SCP_MB (default 200) to the target.
 
-Each is run directly against sshd (the client key), through the peer
-``asyncssh-relay`` (bench/asyncssh_relay_proxy.py: a bare asyncssh man-in-the-middle on
-plain asyncio that judges and records nothing, AES-GCM on both legs: the floor under
-any asyncssh gateway) and through hoopd (a gateway token through SSH_ASKPASS),
-BENCH_REPEATS times (default 1, median kept; the paths take turns, so that each ratio
-compares runs made at about the same time). It prints MB/s, the ratio to direct and,
-for hoopd, to the peer, and the CPU seconds per GB of the hoopd and peer processes; writes
-the same to ``bench/results/ssh.json`` (keys ``path``, ``workload``, ``mb_per_s``,
-``ratio_to_direct``, ``ratio_to_peer``, ``cpu_seconds_per_gb``) and asserts nothing.
+Each is run directly against sshd (the client key), through two peers and through
+hoopd (a gateway token through SSH_ASKPASS), BENCH_REPEATS times (default 1, median
+kept; the paths take turns, so that each ratio compares runs made at about the same
+time). The peers are bench/asyncssh_relay_proxy.py, a bare asyncssh man-in-the-middle
+with AES-GCM on both legs that judges nothing:
+
+* ``asyncssh-relay``: on plain asyncio, recording nothing: the floor under any
+  asyncssh gateway;
+* ``relay-floor``: the same relay hosted by trio through trio-asyncio and appending
+  every chunk to a hoopd journal before forwarding it: the floor under a gateway built
+  as hoopd must be (asyncssh on trio, every byte recorded). Exec requests only, so it
+  is not run for scp.
+
+It prints MB/s, the ratio to direct and, for hoopd, to each peer, and the CPU seconds
+per GB of the hoopd and peer processes; writes the same to ``bench/results/ssh.json``
+(keys ``path``, ``workload``, ``mb_per_s``, ``ratio_to_direct``, ``ratio_to_peer``,
+``ratio_to_floor``, ``cpu_seconds_per_gb``) and asserts nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ from tests.support.sshserver import SshServer, running_sshd  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "ssh.json"
 PEER_SCRIPT = ROOT / "bench" / "asyncssh_relay_proxy.py"
 CIPHERS = {"default": [], "aes128-gcm": ["-c", "aes128-gcm@openssh.com"]}
+#: The peers, and the key of hoopd's ratio to each.
+PEERS = {"asyncssh-relay": "ratio_to_peer", "relay-floor": "ratio_to_floor"}
 
 
 def _config(root: Path, sshd: SshServer, port: int, token_hash: str) -> Path:
@@ -99,17 +109,19 @@ def _start_gateway(config: Path, port: int, log: Path) -> subprocess.Popen[bytes
     raise RuntimeError("hoopd serve did not start listening")
 
 
-def _start_peer(sshd: SshServer, port: int, password: str) -> subprocess.Popen[bytes]:
+def _start_peer(
+    sshd: SshServer, port: int, password: str, options: list[str]
+) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [sys.executable, str(PEER_SCRIPT), "--listen-port", str(port),
          "--target-port", str(sshd.port), "--target-user", sshd.user,
-         "--target-key", str(sshd.client_key), "--password", password],
+         "--target-key", str(sshd.client_key), "--password", password, *options],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert process.stdout is not None
     if process.stdout.readline().strip() != b"ready":
         process.kill()
-        raise RuntimeError("the asyncssh-relay peer did not start")
+        raise RuntimeError(f"the asyncssh-relay peer {options} did not start")
     return process
 
 
@@ -146,17 +158,19 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
     print(
         f"{'workload':38s} {'path':15s} {'MB/s':>8s} {'x direct':>9s} {'x peer':>7s}"
-        f" {'CPU s/GB':>9s}"
+        f" {'x floor':>8s} {'CPU s/GB':>9s}"
     )
     for row in rows:
         ratio, peer = row.get("ratio_to_direct"), row.get("ratio_to_peer")
+        floor = row.get("ratio_to_floor")
         cpu = row.get("cpu_seconds_per_gb")
         shown = f"{ratio:.2f}x" if isinstance(ratio, float) else "-"
         over_peer = f"{peer:.2f}x" if isinstance(peer, float) else "-"
+        over_floor = f"{floor:.2f}x" if isinstance(floor, float) else "-"
         per_gb = f"{cpu:.2f}" if isinstance(cpu, float) else "-"
         print(
             f"{row['workload']!s:38s} {row['path']!s:15s} {row['mb_per_s']:8.1f}"
-            f" {shown:>9s} {over_peer:>7s} {per_gb:>9s}"
+            f" {shown:>9s} {over_peer:>7s} {over_floor:>8s} {per_gb:>9s}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
@@ -169,12 +183,18 @@ def _run(root: Path, megabytes: int, scp_megabytes: int, repeats: int) -> list[d
     processes: list[subprocess.Popen[bytes]] = []
     with running_sshd(root / "sshd") as sshd:
         token = "hoopd_bench-" + secrets.token_urlsafe(24)
-        port, peer_port = free_port(), free_port()
+        port, peer_port, floor_port = free_port(), free_port(), free_port()
         config = _config(root, sshd, port, hashlib.sha256(token.encode()).hexdigest())
         try:
             processes.append(_start_gateway(config, port, root / "hoopd.log"))
-            processes.append(_start_peer(sshd, peer_port, token))
-            pids = {"hoopd": processes[0].pid, "asyncssh-relay": processes[1].pid}
+            processes.append(_start_peer(sshd, peer_port, token, []))
+            floor_options = ["--on-trio", "--record", str(root / "floor-data")]
+            processes.append(_start_peer(sshd, floor_port, token, floor_options))
+            pids = {
+                "hoopd": processes[0].pid,
+                "asyncssh-relay": processes[1].pid,
+                "relay-floor": processes[2].pid,
+            }
             clients = {
                 "direct": SshClient(
                     sshd.host, sshd.port, sshd.user, root / "direct",
@@ -182,6 +202,10 @@ def _run(root: Path, megabytes: int, scp_megabytes: int, repeats: int) -> list[d
                 ),
                 "asyncssh-relay": SshClient(
                     "127.0.0.1", peer_port, "bench", root / "peer", password=token,
+                    strict_host_key_checking="accept-new",
+                ),
+                "relay-floor": SshClient(
+                    "127.0.0.1", floor_port, "bench", root / "floor", password=token,
                     strict_host_key_checking="accept-new",
                 ),
                 "hoopd": SshClient(
@@ -207,7 +231,7 @@ def _run(root: Path, megabytes: int, scp_megabytes: int, repeats: int) -> list[d
                 {
                     path: partial(_upload, c, payload, scp_megabytes)
                     for path, c in clients.items()
-                    if path != "asyncssh-relay"  # it relays exec requests only
+                    if path not in PEERS  # they relay exec requests only
                 },
                 repeats,
                 scp_megabytes,
@@ -232,7 +256,7 @@ def _compare(
     (direct first); ratios to direct and, for hoopd, to the peer; for the paths with a
     process in ``pids``, its CPU seconds per GB carried (all runs together).
 
-    The paths take turns (direct, peer, hoopd, direct, ...) rather than each running all
+    The paths take turns (direct, the peers, hoopd, direct, ...) rather than each running all
     its repeats in a row: this machine's speed drifts from minute to minute, and a
     ratio should compare runs made at about the same time."""
     runs: dict[str, list[float]] = {path: [] for path in measures}
@@ -252,8 +276,10 @@ def _compare(
             row["cpu_seconds_per_gb"] = cpu[path] / gigabytes
         if path != "direct":
             row["ratio_to_direct"] = speed / speeds["direct"]
-        if path == "hoopd" and "asyncssh-relay" in speeds:
-            row["ratio_to_peer"] = speed / speeds["asyncssh-relay"]
+        if path == "hoopd":
+            for peer, key in PEERS.items():
+                if peer in speeds:
+                    row[key] = speed / speeds[peer]
         rows.append(row)
     return rows
 
