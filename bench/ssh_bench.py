@@ -10,7 +10,7 @@ and a gateway with one ssh connection to it (key auth, pinned host key), then ti
 * ``scp`` (sftp mode) uploading a file of BENCH_SCP_MB (default 200) to the target.
 
 Each is run directly against sshd (the client key), through two peers and through
-hoopd (a gateway token through SSH_ASKPASS), BENCH_REPEATS times (default 1, median
+hoopd (a gateway token through SSH_ASKPASS), BENCH_REPEATS times (default 3, median
 kept; the paths take turns, so that each ratio compares runs made at about the same
 time). The peers are bench/asyncssh_relay_proxy.py, a bare asyncssh man-in-the-middle
 with AES-GCM on both legs that judges nothing:
@@ -149,7 +149,7 @@ def _upload(client: SshClient, source: Path, megabytes: int) -> float:
 def main() -> int:
     megabytes = int(os.environ.get("BENCH_SSH_MB", "500"))
     scp_megabytes = int(os.environ.get("BENCH_SCP_MB", "200"))
-    repeats = int(os.environ.get("BENCH_REPEATS", "1"))
+    repeats = int(os.environ.get("BENCH_REPEATS", "3"))
     root = Path(tempfile.mkdtemp(prefix="hoopd-bench-ssh-"))
     try:
         rows = _run(root, megabytes, scp_megabytes, repeats)
