@@ -36,6 +36,7 @@ fuzz: $(STAMP)
 	$(PY) fuzz/fuzz_pg_codec.py -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus
 	$(PY) fuzz/fuzz_sftp_codec.py -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus-sftp
 	$(PY) fuzz/fuzz_ssh_cert.py -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus-ssh-cert
+	$(PY) fuzz/fuzz_recording.py -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus-recording
 
 bench: $(STAMP)
 	packaging/system-deps.sh --bench

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -38,7 +39,7 @@ def asciicast_lines(
     started = False
     for record in records:
         body = record.body
-        if record.kind == "channel_open" and chosen is None:
+        if record.kind == "channel_open" and not started:
             pty = body.get("pty")
             number = body.get("channel")
             if isinstance(pty, dict) and (channel is None or number == channel):
@@ -47,7 +48,9 @@ def asciicast_lines(
             continue
         if not started or body.get("channel") != chosen:
             continue
-        offset = round(max(0.0, record.time - start), 6)
+        # Capped: the difference of two (edited) times can overflow to infinity,
+        # which JSON cannot express.
+        offset = round(min(max(0.0, record.time - start), sys.float_info.max), 6)
         if record.kind in ("stdout", "stderr"):
             data = body.get("data")
             if isinstance(data, bytes | bytearray):
@@ -67,11 +70,22 @@ def asciicast_lines(
 def _header(pty: dict[str, Any], when: float, title: str) -> str:
     header: dict[str, Any] = {
         "version": 2,
-        "width": int(pty.get("cols") or 80),
-        "height": int(pty.get("rows") or 24),
+        "width": _size(pty.get("cols"), 80),
+        "height": _size(pty.get("rows"), 24),
         "timestamp": int(when),
         "env": {"TERM": str(pty.get("term") or "")},
     }
     if title:
         header["title"] = title
     return json.dumps(header, ensure_ascii=False)
+
+
+def _size(value: object, default: int) -> int:
+    """A terminal dimension: ``value`` as a positive integer, else ``default``."""
+    if not isinstance(value, int | float | str):
+        return default
+    try:
+        size = int(value)
+    except (ValueError, OverflowError):  # "abc", NaN, infinity
+        return default
+    return size if size > 0 else default

@@ -19,6 +19,7 @@ byte inside ``record`` changes H.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,10 @@ _BIN32 = struct.Struct(">BI")
 #: Largest payload a writer produces and a reader accepts (1 GiB: PostgreSQL's own
 #: limit on a query string); a bigger length prefix is corruption, not a record.
 MAX_PAYLOAD: Final = 1 << 30
+#: Deepest nesting of maps and lists a readable body may have. hoopd's own bodies
+#: nest a few levels; rendering one (text, JSON) recurses once or twice per level,
+#: so a body a few hundred levels deep would exhaust Python's recursion limit.
+MAX_BODY_DEPTH: Final = 64
 
 
 class FrameError(ValueError):
@@ -228,8 +233,10 @@ def session_prefix(session_id: str) -> bytes:
 def decode_payload(payload: bytes, segment: int = 0, offset: int = 0) -> Record:
     """Decode one payload (the bytes after the length prefix).
 
-    Raises :class:`FrameError` if it is not a well-formed record; a record whose
-    contents do not match its hash decodes with ``hash_ok=False``.
+    Raises :class:`FrameError` if it is not a well-formed record (this includes a
+    time that is not a finite number, a session id with unprintable characters and
+    a body nested deeper than :data:`MAX_BODY_DEPTH`); a record whose contents do
+    not match its hash decodes with ``hash_ok=False``.
     """
     if not payload_shape_ok(payload):
         raise FrameError("not a record frame")
@@ -257,6 +264,14 @@ def decode_payload(payload: bytes, segment: int = 0, offset: int = 0) -> Record:
         and _is_hash(stored)
     ):
         raise FrameError("record fields have the wrong types")
+    if not math.isfinite(when):
+        raise FrameError("record time is not a finite number")
+    if not session_id.isprintable():
+        # Readers print session ids as they are (verify, sessions): control
+        # characters in one would reach the auditor's terminal.
+        raise FrameError("session id holds unprintable characters")
+    if _nests_deeper(body, MAX_BODY_DEPTH):
+        raise FrameError(f"body nests deeper than {MAX_BODY_DEPTH} levels")
     return Record(
         session_id=session_id,
         seq=seq,
@@ -270,6 +285,22 @@ def decode_payload(payload: bytes, segment: int = 0, offset: int = 0) -> Record:
         segment=segment,
         offset=offset,
     )
+
+
+def _nests_deeper(body: dict[Any, Any], limit: int) -> bool:
+    """Whether maps and lists in ``body`` (itself level 1) nest deeper than ``limit``."""
+    level: list[Any] = [body]
+    for _ in range(limit):
+        # One level at a time, without recursion (the point is to refuse deep nesting).
+        level = [
+            item
+            for container in level
+            for item in (container.values() if isinstance(container, dict) else container)
+            if isinstance(item, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _is_hash(value: object) -> bool:

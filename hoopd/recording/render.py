@@ -32,7 +32,11 @@ def clean(text: str) -> str:
 def timestamp(when: float | None, *, millis: bool = False) -> str:
     if when is None:
         return "-"
-    moment = datetime.fromtimestamp(when, UTC)
+    try:
+        moment = datetime.fromtimestamp(when, UTC)
+    except (OverflowError, OSError, ValueError):
+        # Outside the calendar: only an edited recording holds such a time.
+        return f"(time {when!r})"
     return (
         moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         if millis
@@ -220,7 +224,7 @@ def _record_lines(record: Record) -> Iterator[str]:
         # A host command (SSH): its kind, then the command line or operation.
         yield prefix + "command " + _number(body) + clean(f"[{body.get('kind')}]")
         yield _INDENT + clean(str(body.get("text", "")))
-        paths = body.get("paths")
+        paths = _items(body.get("paths"))
         if paths:
             yield _INDENT + clean("paths: " + ", ".join(map(str, paths)))
         if body.get("destination"):
@@ -243,6 +247,13 @@ def _record_lines(record: Record) -> Iterator[str]:
         yield prefix + clean(f"{record.kind} {dumps(body)}")
 
 
+def _items(value: object) -> list[Any]:
+    """The items of a field that holds a list; any other value, unless empty, is one item."""
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value] if value else []
+
+
 def _number(body: Mapping[str, Any]) -> str:
     """``#N `` for records that carry the command's number in the session (results
     of pipelined commands arrive after several statements)."""
@@ -263,7 +274,7 @@ def _start(body: Mapping[str, Any]) -> str:
 
 def _identity(identity: Mapping[str, Any]) -> str:
     text = chain_text(identity)
-    groups = identity.get("groups")
+    groups = _items(identity.get("groups"))
     if groups:
         text += " (groups " + ", ".join(map(str, groups)) + ")"
     if identity.get("issuer"):
@@ -287,10 +298,10 @@ def _auth(body: Mapping[str, Any]) -> str:
 def _classification(value: object) -> str:
     if not isinstance(value, Mapping):
         return ""
-    parts = [",".join(map(str, value.get("kinds") or ())) or "?"]
+    parts = [",".join(map(str, _items(value.get("kinds")))) or "?"]
     for label, key in (("reads", "tables_read"), ("writes", "tables_written")):
-        if value.get(key):
-            parts.append(f"{label} " + ", ".join(map(str, value[key])))
+        if tables := _items(value.get(key)):
+            parts.append(f"{label} " + ", ".join(map(str, tables)))
     if value.get("where_absent"):
         parts.append("no WHERE")
     if value.get("opaque"):
@@ -307,7 +318,7 @@ def _sql_lines(body: Mapping[str, Any]) -> Iterator[str]:
     names = [f"{k} {body[k]!s}" for k in ("statement_name", "portal_name") if body.get(k)]
     if (origin and origin != "query") or names:
         yield _INDENT + clean(f"({', '.join([f'via {origin}', *names])})")
-    params = body.get("params")
+    params = _items(body.get("params"))
     if params:
         shown = ", ".join(f"${i} = {_param(v)}" for i, v in enumerate(params, 1))
         yield _INDENT + "params: " + clean(shown)

@@ -54,7 +54,7 @@ def stream_lines(
     first = True
     for record in run:
         if first:
-            yield stamp(record.time) + f"ch{record.body.get('channel')} {record.kind}"
+            yield stamp(record.time) + clean(f"ch{record.body.get('channel')} {record.kind}")
             first = False
         data = _data(record.body)
         if binary or b"\x00" in data:
