@@ -36,7 +36,6 @@ sys.path.insert(0, str(ROOT))
 
 from hoopd.recording.journal import Journal  # noqa: E402
 from hoopd.recording.recorder import SessionRecorder  # noqa: E402
-from protocols.ssh.bridge import open_loop, to_trio  # noqa: E402
 
 HOST = "127.0.0.1"
 #: The most read (and, with --record, recorded) at once: as hoopd's relay.
@@ -118,7 +117,11 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 async def _main_on_trio(args: argparse.Namespace) -> None:
-    # As hoopd hosts asyncssh: an asyncio loop that trio runs (protocols/ssh/bridge.py).
+    # As hoopd hosts asyncssh: an asyncio loop that trio runs. Imported only here:
+    # importing trio-asyncio makes asyncio.run() itself run on a trio-asyncio loop,
+    # and the plain relay must stay plain.
+    from protocols.ssh.bridge import open_loop, to_trio
+
     async with open_loop():
         await to_trio(_main)(args)
 
