@@ -133,10 +133,13 @@ def _replay(args: argparse.Namespace, data_dir: Path, out: TextIO) -> int:
         return EXIT_PROBLEM
     checker = SessionChecker()
     problems: list[Break] = []
+    last_read = -1
 
     def checked() -> Iterator[Record]:
+        nonlocal last_read
         for record in read_session(data_dir, summary.session_id):
             problems.extend(checker.check(record))
+            last_read = max(last_read, record.seq)
             yield record
 
     form = args.format or ("json" if args.json else "text")
@@ -158,6 +161,13 @@ def _replay(args: argparse.Namespace, data_dir: Path, out: TextIO) -> int:
             print(line, file=out)
     for problem in problems:
         print(f"warning: {problem} (see hoopd audit verify)", file=sys.stderr)
+    if summary.last_seq is not None and last_read < summary.last_seq:
+        # The chain checks above cannot see records missing from the end: the index can.
+        print(
+            f"warning: the index lists records up to seq {summary.last_seq}, the last one"
+            f" readable is seq {last_read} (see hoopd audit verify)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

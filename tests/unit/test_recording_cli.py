@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from hoopd.recording.frames import Record
 from hoopd.recording.journal import Journal
+from hoopd.recording.reader import journal_entries
 from hoopd.recording.segments import list_segments
 from tests.unit.test_recording_support import ALICE, BOB, result, run_cli, start, statement
 
@@ -149,6 +151,23 @@ async def test_replay_warns_when_the_session_was_tampered_with(tmp_path: Path) -
     done = run_cli(["replay", ended, "--data-dir", str(tmp_path)])
     assert done.status == 0 and "SELECT FROM accounts" in done.out
     assert "warning:" in done.err and "edited" in done.err
+
+
+async def test_replay_warns_when_the_sessions_last_record_cannot_be_read(tmp_path: Path) -> None:
+    ended, _ = await record_demo(tmp_path)
+    path = list_segments(tmp_path)[0][1]
+    end = next(
+        entry
+        for entry in journal_entries(tmp_path)
+        if isinstance(entry, Record) and entry.session_id == ended and entry.kind == "session_end"
+    )
+    content = bytearray(path.read_bytes())
+    content[end.offset + 4 : end.offset + 6] = b"\0\0"  # no longer starts like a record
+    path.write_bytes(bytes(content))
+    done = run_cli(["replay", ended, "--data-dir", str(tmp_path)])
+    assert done.status == 0 and "DELETE FROM accounts" in done.out
+    assert f"index lists records up to seq {end.seq}" in done.err
+    assert f"the last one readable is seq {end.seq - 1}" in done.err
 
 
 async def test_audit_verify_reports_intact_chains_and_unterminated_sessions(tmp_path: Path) -> None:
