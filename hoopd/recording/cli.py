@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from hoopd.recording import render
 from hoopd.recording.asciicast import NoTerminal, asciicast_lines
 from hoopd.recording.datadir import DataDirError, resolve_data_dir
 from hoopd.recording.frames import Record
+from hoopd.recording.index import index_path
 from hoopd.recording.lock import LockHeld
 from hoopd.recording.reader import find_session, list_sessions, read_session
 from hoopd.recording.reindex import ReindexRefused, reindex
@@ -213,6 +215,17 @@ def _reindex(args: argparse.Namespace, data_dir: Path, out: TextIO) -> int:
         print(
             "hoopd: not rebuilding the index: it is evidence of the problems above"
             " (--force rebuilds anyway)",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEM
+    except sqlite3.Error as exc:
+        # The file there is not an index SQLite can rewrite (garbage, another
+        # schema): deleting it is for a person to decide, as it may be evidence.
+        print(
+            render.clean(
+                f"hoopd: cannot rebuild the index {index_path(data_dir)}: {exc}"
+                " (move it aside and run this again)"
+            ),
             file=sys.stderr,
         )
         return EXIT_PROBLEM

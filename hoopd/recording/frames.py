@@ -270,7 +270,7 @@ def decode_payload(payload: bytes, segment: int = 0, offset: int = 0) -> Record:
         # Readers print session ids as they are (verify, sessions): control
         # characters in one would reach the auditor's terminal.
         raise FrameError("session id holds unprintable characters")
-    if _nests_deeper(body, MAX_BODY_DEPTH):
+    if nests_deeper(body, MAX_BODY_DEPTH):
         raise FrameError(f"body nests deeper than {MAX_BODY_DEPTH} levels")
     return Record(
         session_id=session_id,
@@ -287,7 +287,7 @@ def decode_payload(payload: bytes, segment: int = 0, offset: int = 0) -> Record:
     )
 
 
-def _nests_deeper(body: dict[Any, Any], limit: int) -> bool:
+def nests_deeper(body: dict[Any, Any], limit: int) -> bool:
     """Whether maps and lists in ``body`` (itself level 1) nest deeper than ``limit``."""
     level: list[Any] = [body]
     for _ in range(limit):

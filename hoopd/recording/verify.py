@@ -11,7 +11,8 @@ What is checked, for every record in every segment:
 and for the journal as a whole: segments are numbered 1, 2, ... without gaps,
 every byte belongs to a frame, and every session the index lists is in the
 journal with at least the records the index saw when it ended (else the end of
-the session was **truncated** or the whole session **deleted**).
+the session was **truncated** or the whole session **deleted**), and every row of
+the index is one the gateway could have written (else it is **corrupt**).
 
 Anyone able to rewrite the files can recompute every hash: the chains make
 tampering evident only against a copy of a later hash kept elsewhere (the index,
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hoopd.recording.frames import ZERO_HASH, Record
-from hoopd.recording.index import load_index
+from hoopd.recording.index import read_index
 from hoopd.recording.lock import RunInfo, running_gateway
 from hoopd.recording.reader import Unreadable, segment_entries
 from hoopd.recording.segments import journal_dir, list_segments
@@ -139,7 +140,8 @@ def verify_with(data_dir: Path, run: RunInfo | None) -> VerifyReport:
     report = VerifyReport()
     # The index first: a session ending while the journal is read then looks
     # newer than the index, which is harmless, never older, which is not.
-    index = load_index(data_dir)
+    contents = read_index(data_dir)
+    index = None if contents is None else contents.sessions
     segments = list_segments(data_dir)
     checker = SessionChecker()
     expected = 1
@@ -179,6 +181,8 @@ def verify_with(data_dir: Path, run: RunInfo | None) -> VerifyReport:
                 )
             journal_head = entry.hash
             report.breaks.extend(checker.check(entry))
+    for session_id, message in [] if contents is None else contents.unreadable:
+        report.breaks.append(Break("corrupt", message, session_id))
     _compare_with_index(report, checker, index)
     report.sessions = len(checker.chains.keys() | (index or {}).keys())
     for session_id, chain in sorted(checker.chains.items()):
