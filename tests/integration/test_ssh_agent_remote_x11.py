@@ -35,7 +35,7 @@ from tests.integration.test_ssh_engine import (
 from tests.support.echo import EchoServer
 from tests.support.gateway import Token, session_ids
 from tests.support.ports import free_port
-from tests.support.sshclient import SshClient, SshResult
+from tests.support.sshclient import SshClient, SshResult, wait_while_ssh_runs
 from tests.support.sshserver import SshServer
 
 ALICE = Token("alice", ("dev",))
@@ -98,17 +98,14 @@ def listener_of(port: int) -> str:
 def wait_listening(port: int, proc: subprocess.Popen[bytes], stderr: Path) -> str:
     """Once ssh has its answer (the gateway has the target's listener), ``ss``'s line
     for the target's listener on ``port``."""
-    deadline = time.monotonic() + LISTEN_DEADLINE_SECONDS
-    while "remote forward success" not in stderr.read_text(errors="replace") or not (
-        line := listener_of(port)
-    ):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(
-                f"nothing listened on {port} (ssh exit {proc.poll()}):\n"
-                + stderr.read_text(errors="replace")[-3000:]
-            )
-        time.sleep(0.05)
-    return line
+
+    def listening() -> str:
+        answered = "remote forward success" in stderr.read_text(errors="replace")
+        return listener_of(port) if answered else ""
+
+    return wait_while_ssh_runs(
+        proc, stderr, listening, f"nothing listened on {port}", LISTEN_DEADLINE_SECONDS
+    )
 
 
 def echo_through(sshd: SshServer, port: int, data: bytes) -> bytes:
@@ -193,10 +190,13 @@ def test_a_dynamic_remote_port_is_the_targets_choice(
     client = gateway.client(tmp_path / "c", token=ALICE)
     with remote_forward(client, f"127.0.0.1:0:127.0.0.1:{echo.port}") as proc:
         stderr = client.dir / "remote-forward.stderr"
-        deadline = time.monotonic() + LISTEN_DEADLINE_SECONDS
-        while "Allocated port" not in stderr.read_text(errors="replace"):
-            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
-            time.sleep(0.05)
+        wait_while_ssh_runs(
+            proc,
+            stderr,
+            lambda: "Allocated port" in stderr.read_text(errors="replace"),
+            "ssh never said which port the target allocated",
+            LISTEN_DEADLINE_SECONDS,
+        )
         port = int(stderr.read_text().split("Allocated port ", 1)[1].split()[0])
         assert '"sshd"' in wait_listening(port, proc, stderr)
         assert echo_through(sshd, port, b"dynamic") == b"dynamic"

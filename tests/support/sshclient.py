@@ -30,11 +30,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tests.support.ports import free_port
 
@@ -398,14 +398,12 @@ class SshClient:
         stderr_path = self.dir / f"forward-{port}.stderr"
         try:
             with self.forwarding(["-L", spec], stderr_path) as proc:
-                deadline = time.monotonic() + FORWARD_DEADLINE_SECONDS
-                while not _accepts("127.0.0.1", port):
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise AssertionError(
-                            f"ssh -L never listened on {port} (exit {proc.poll()}):\n"
-                            + stderr_path.read_text(errors="replace")[-3000:]
-                        )
-                    time.sleep(0.05)
+                wait_while_ssh_runs(
+                    proc,
+                    stderr_path,
+                    lambda: _accepts("127.0.0.1", port),
+                    f"ssh -L never listened on {port}",
+                )
                 yield port
         finally:
             stderr_path.unlink(missing_ok=True)
@@ -604,3 +602,27 @@ class TmuxSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+Ready = TypeVar("Ready")
+
+
+def wait_while_ssh_runs(
+    proc: subprocess.Popen[bytes],
+    stderr_path: Path,
+    ready: Callable[[], Ready],
+    failure: str,
+    seconds: float = FORWARD_DEADLINE_SECONDS,
+) -> Ready:
+    """Poll ``ready`` until it returns something true, and return that. Raises
+    AssertionError (``failure``, ssh's exit status and the end of its stderr) if ssh
+    exits first or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while not (found := ready()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(
+                f"{failure} (ssh exit {proc.poll()}):\n"
+                + stderr_path.read_text(errors="replace")[-3000:]
+            )
+        time.sleep(0.05)
+    return found
